@@ -1,0 +1,345 @@
+/* Batches: building, submitting, waiting, and handing results over. */
+#define _GNU_SOURCE
+#include "batch.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+
+#define DEFAULT_BATCH_IN_FLIGHT 64
+#define MAX_TARGET_LEN 4096
+
+void item_fail(struct s3dl_item *item, s3dl_status status, int sys_errno, const char *fmt, ...)
+{
+    item->status = status;
+    if (!item->detail)
+        item->detail = calloc(1, sizeof(*item->detail));
+    if (!item->detail)
+        return; /* the status alone still reaches the caller */
+    item->detail->status = status;
+    item->detail->sys_errno = sys_errno;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(item->detail->message, sizeof(item->detail->message), fmt, ap);
+    va_end(ap);
+}
+
+s3dl_status s3dl_batch_new(s3dl_engine *engine, s3dl_batch **out)
+{
+    if (!engine || !out)
+        return S3DL_E_INVALID_ARGUMENT;
+    s3dl_batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return S3DL_E_NOMEM;
+    b->engine = engine;
+    b->max_in_flight = DEFAULT_BATCH_IN_FLIGHT;
+    atomic_init(&b->cancel_requested, 0);
+    pthread_mutex_init(&b->mutex, NULL);
+    pthread_cond_init(&b->finished, NULL);
+    *out = b;
+    return S3DL_OK;
+}
+
+s3dl_status s3dl_batch_setopt(s3dl_batch *b, s3dl_batch_option option, int64_t value)
+{
+    if (!b)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (b->state != BATCH_BUILDING)
+        return S3DL_E_STATE;
+    switch (option) {
+    case S3DL_BATCH_MAX_IN_FLIGHT:
+        if (value < 1 || value > (1 << 20))
+            return S3DL_E_INVALID_ARGUMENT;
+        b->max_in_flight = value;
+        return S3DL_OK;
+    case S3DL_BATCH_NOTIFY_TAG:
+        b->has_notify_tag = 1;
+        b->notify_tag = (uint64_t)value;
+        return S3DL_OK;
+    case S3DL_BATCH_TIMEOUT_MS:
+        if (value < 0)
+            return S3DL_E_INVALID_ARGUMENT;
+        b->timeout_ms = value;
+        return S3DL_OK;
+    default:
+        return S3DL_E_INVALID_ARGUMENT;
+    }
+}
+
+static s3dl_status reserve_items(s3dl_batch *b, size_t extra)
+{
+    if (extra > SIZE_MAX / sizeof(struct s3dl_item) - b->count)
+        return S3DL_E_NOMEM;
+    size_t need = b->count + extra;
+    if (need <= b->capacity)
+        return S3DL_OK;
+    size_t cap = b->capacity ? b->capacity : 16;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    struct s3dl_item *grown = realloc(b->items, cap * sizeof(*grown));
+    if (!grown)
+        return S3DL_E_NOMEM;
+    b->items = grown;
+    b->capacity = cap;
+    return S3DL_OK;
+}
+
+static int valid_op(s3dl_op op)
+{
+    return op == S3DL_OP_GET || op == S3DL_OP_PUT || op == S3DL_OP_STAT || op == S3DL_OP_DELETE;
+}
+
+/* Local targets must be absolute, bounded, and free of control bytes that
+ * would confuse logs; the binding validates URIs more strictly. */
+static int valid_target(const char *target)
+{
+    if (!target || target[0] != '/')
+        return 0;
+    size_t len = strnlen(target, MAX_TARGET_LEN + 1);
+    return len <= MAX_TARGET_LEN;
+}
+
+static s3dl_status init_item(s3dl_batch *b, struct s3dl_item *item, s3dl_op op,
+                             const char *target, uint64_t offset, uint64_t length,
+                             const void *data, size_t data_len, uint32_t flags)
+{
+    if (!valid_target(target))
+        return S3DL_E_INVALID_ARGUMENT;
+    if (op == S3DL_OP_PUT && data_len > 0 && !data)
+        return S3DL_E_INVALID_ARGUMENT;
+    if ((flags & S3DL_F_RANGE) && length != S3DL_LENGTH_TO_END && offset > UINT64_MAX - length)
+        return S3DL_E_INVALID_ARGUMENT;
+    memset(item, 0, sizeof(*item));
+    item->target = strdup(target);
+    if (!item->target)
+        return S3DL_E_NOMEM;
+    item->op = op;
+    item->flags = flags;
+    item->offset = offset;
+    item->length = length;
+    item->data = data;
+    item->data_len = data_len;
+    item->batch = b;
+    item->status = S3DL_E_INTERNAL; /* overwritten by the executor */
+    return S3DL_OK;
+}
+
+static void release_item(struct s3dl_item *item)
+{
+    free(item->target);
+    free(item->alloc);
+    free(item->stat);
+    free(item->detail);
+    memset(item, 0, sizeof(*item));
+}
+
+s3dl_status s3dl_batch_add_many(s3dl_batch *b, s3dl_op op, size_t count,
+                                const char *const *targets, const uint64_t *offsets,
+                                const uint64_t *lengths, const void *const *datas,
+                                const size_t *data_lens, uint32_t flags)
+{
+    if (!b || !valid_op(op) || (count > 0 && !targets))
+        return S3DL_E_INVALID_ARGUMENT;
+    if (b->state != BATCH_BUILDING)
+        return S3DL_E_STATE;
+    s3dl_status st = reserve_items(b, count);
+    if (st != S3DL_OK)
+        return st;
+    /* Items point back at their batch only; the array may move while
+     * building, so nothing else may hold item pointers before submit. */
+    for (size_t i = 0; i < count; i++) {
+        st = init_item(b, &b->items[b->count + i], op, targets[i], offsets ? offsets[i] : 0,
+                       lengths ? lengths[i] : S3DL_LENGTH_TO_END, datas ? datas[i] : NULL,
+                       data_lens ? data_lens[i] : 0, flags);
+        if (st != S3DL_OK) {
+            while (i-- > 0)
+                release_item(&b->items[b->count + i]);
+            return st;
+        }
+    }
+    b->count += count;
+    return S3DL_OK;
+}
+
+s3dl_status s3dl_batch_add(s3dl_batch *b, s3dl_op op, const char *target, uint64_t offset,
+                           uint64_t length, const void *data, size_t data_len, uint32_t flags,
+                           size_t *index_out)
+{
+    const char *targets[1] = {target};
+    const void *datas[1] = {data};
+    s3dl_status st =
+        s3dl_batch_add_many(b, op, 1, targets, &offset, &length, datas, &data_len, flags);
+    if (st == S3DL_OK && index_out)
+        *index_out = b->count - 1;
+    return st;
+}
+
+size_t s3dl_batch_count(const s3dl_batch *b) { return b ? b->count : 0; }
+
+s3dl_status s3dl_batch_submit(s3dl_batch *b)
+{
+    if (!b)
+        return S3DL_E_INVALID_ARGUMENT;
+    pthread_mutex_lock(&b->mutex);
+    if (b->state != BATCH_BUILDING) {
+        pthread_mutex_unlock(&b->mutex);
+        return S3DL_E_STATE;
+    }
+    b->state = BATCH_SUBMITTED;
+    pthread_mutex_unlock(&b->mutex);
+    s3dl_status st = engine_submit(b->engine, b);
+    if (st != S3DL_OK) {
+        pthread_mutex_lock(&b->mutex);
+        b->state = BATCH_BUILDING;
+        pthread_mutex_unlock(&b->mutex);
+    }
+    return st;
+}
+
+s3dl_status s3dl_batch_wait(s3dl_batch *b, int64_t timeout_ms)
+{
+    if (!b)
+        return S3DL_E_INVALID_ARGUMENT;
+    pthread_mutex_lock(&b->mutex);
+    if (b->state == BATCH_BUILDING) {
+        pthread_mutex_unlock(&b->mutex);
+        return S3DL_E_STATE;
+    }
+    struct timespec until;
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    s3dl_status st = S3DL_OK;
+    while (b->state != BATCH_DONE) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&b->finished, &b->mutex);
+        } else if (pthread_cond_timedwait(&b->finished, &b->mutex, &until) == ETIMEDOUT) {
+            st = b->state == BATCH_DONE ? S3DL_OK : S3DL_E_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&b->mutex);
+    return st;
+}
+
+int s3dl_batch_done(s3dl_batch *b)
+{
+    if (!b)
+        return 0;
+    pthread_mutex_lock(&b->mutex);
+    int done = b->state == BATCH_DONE;
+    pthread_mutex_unlock(&b->mutex);
+    return done;
+}
+
+s3dl_status s3dl_batch_cancel(s3dl_batch *b)
+{
+    if (!b)
+        return S3DL_E_INVALID_ARGUMENT;
+    atomic_store(&b->cancel_requested, 1);
+    pthread_mutex_lock(&b->mutex);
+    int running = b->state == BATCH_SUBMITTED;
+    pthread_mutex_unlock(&b->mutex);
+    if (running)
+        engine_wake(b->engine);
+    return S3DL_OK;
+}
+
+static int batch_is_done(const s3dl_batch *b)
+{
+    s3dl_batch *mutable_batch = (s3dl_batch *)b; /* the lock is not part of the value */
+    pthread_mutex_lock(&mutable_batch->mutex);
+    int done = b->state == BATCH_DONE;
+    pthread_mutex_unlock(&mutable_batch->mutex);
+    return done;
+}
+
+s3dl_status s3dl_batch_take_results(s3dl_batch *b, size_t count, s3dl_status *statuses,
+                                    void **allocs, uint8_t **datas, uint64_t *lens)
+{
+    if (!b || count > b->count)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (!batch_is_done(b))
+        return S3DL_E_STATE;
+    for (size_t i = 0; i < count; i++) {
+        struct s3dl_item *item = &b->items[i];
+        if (statuses)
+            statuses[i] = item->status;
+        if (allocs) {
+            allocs[i] = item->alloc;
+            if (datas)
+                datas[i] = item->result;
+            if (lens)
+                lens[i] = item->result_len;
+            item->alloc = NULL;
+            item->result = NULL;
+            item->result_len = 0;
+        } else {
+            if (datas)
+                datas[i] = item->result;
+            if (lens)
+                lens[i] = item->result_len;
+        }
+    }
+    return S3DL_OK;
+}
+
+s3dl_status s3dl_batch_detail(const s3dl_batch *b, size_t index, s3dl_detail *out)
+{
+    if (!b || !out || index >= b->count)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (!batch_is_done(b))
+        return S3DL_E_STATE;
+    const struct s3dl_item *item = &b->items[index];
+    if (item->detail) {
+        *out = *item->detail;
+    } else {
+        memset(out, 0, sizeof(*out));
+        out->status = item->status;
+        snprintf(out->message, sizeof(out->message), "%s", s3dl_strerror(item->status));
+    }
+    return S3DL_OK;
+}
+
+s3dl_status s3dl_batch_stat(const s3dl_batch *b, size_t index, s3dl_stat *out)
+{
+    if (!b || !out || index >= b->count)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (!batch_is_done(b))
+        return S3DL_E_STATE;
+    const struct s3dl_item *item = &b->items[index];
+    if (!item->stat)
+        return item->status == S3DL_OK ? S3DL_E_STATE : item->status;
+    *out = *item->stat;
+    return S3DL_OK;
+}
+
+void s3dl_batch_free(s3dl_batch *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->mutex);
+    int running = b->state == BATCH_SUBMITTED;
+    pthread_mutex_unlock(&b->mutex);
+    if (running) {
+        s3dl_batch_cancel(b);
+        s3dl_batch_wait(b, -1);
+    }
+    for (size_t i = 0; i < b->count; i++)
+        release_item(&b->items[i]);
+    free(b->items);
+    pthread_mutex_destroy(&b->mutex);
+    pthread_cond_destroy(&b->finished);
+    free(b);
+}

@@ -1,0 +1,66 @@
+/* Private: the request (item) and batch types shared by the engine and the
+ * executors.  Designed for HTTP too: a target, an op, a byte range, a body,
+ * and a result with status, data, metadata and failure detail. */
+#ifndef S3DL_BATCH_H
+#define S3DL_BATCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "s3dlio.h"
+
+struct s3dl_item {
+    /* Request, fixed at add time. */
+    s3dl_op op;
+    uint32_t flags;
+    char *target;           /* owned copy */
+    uint64_t offset;
+    uint64_t length;
+    const void *data;       /* PUT body, borrowed from the caller */
+    size_t data_len;
+
+    /* Result, written by exactly one executor before completion. */
+    s3dl_status status;
+    void *alloc;            /* owned until taken; release with free() */
+    uint8_t *result;        /* first byte of data inside alloc */
+    uint64_t result_len;
+    s3dl_stat *stat;        /* allocated for STAT and GET results */
+    s3dl_detail *detail;    /* allocated only on failure */
+
+    struct s3dl_batch *batch;
+    struct s3dl_item *next; /* link in the work and done queues */
+};
+
+enum batch_state { BATCH_BUILDING = 0, BATCH_SUBMITTED = 1, BATCH_DONE = 2 };
+
+struct s3dl_batch {
+    s3dl_engine *engine;
+    struct s3dl_item *items;
+    size_t count;
+    size_t capacity;
+
+    int64_t max_in_flight;
+    int has_notify_tag;
+    uint64_t notify_tag;
+    int64_t timeout_ms;
+    int64_t deadline_ns;    /* monotonic; 0 = none; set at submit */
+
+    /* Owned by the engine thread while submitted. */
+    size_t next_dispatch;
+    size_t in_flight;
+    size_t completed;
+    struct s3dl_batch *next_active;
+
+    atomic_int cancel_requested;
+    pthread_mutex_t mutex;  /* guards state for waiters */
+    pthread_cond_t finished;
+    enum batch_state state;
+};
+
+/* Records a failure on `item` with a formatted message (never secrets). */
+void item_fail(struct s3dl_item *item, s3dl_status status, int sys_errno, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,375 @@
+/* Local file executor.  Reads land in one exact-size buffer; O_DIRECT reads
+ * widen the range to the alignment and point the result into it.  Writes go
+ * to a temporary name in the same directory and are renamed into place, so a
+ * crash never leaves a partial file under the final name. */
+#define _GNU_SOURCE
+#include "file_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "aligned_buf.h"
+#include "log.h"
+#include "status.h"
+
+/* O_DIRECT writes go through a bounce buffer of this size when the caller's
+ * memory is not aligned. */
+#define DIRECT_BOUNCE_BYTES (8u * 1024 * 1024)
+#define READ_CHUNK_BYTES ((size_t)1 << 30)
+
+static void fail_errno(struct s3dl_item *item, int err, const char *what)
+{
+    item_fail(item, status_from_errno(err), err, "%s %s: %s", what, item->target, strerror(err));
+}
+
+static int open_for_read(const struct file_io_context *ctx, struct s3dl_item *item, int *direct)
+{
+    int flags = O_RDONLY | O_CLOEXEC;
+    if (*direct) {
+        int fd = open(item->target, flags | O_DIRECT);
+        if (fd >= 0 || errno != EINVAL)
+            return fd;
+        /* The filesystem refuses O_DIRECT (tmpfs, some FUSE mounts). */
+        atomic_fetch_add(ctx->direct_fallbacks, 1);
+        S3DL_LOG(S3DL_LOG_DEBUG, "O_DIRECT refused for %s; using buffered reads", item->target);
+        *direct = 0;
+    }
+    return open(item->target, flags);
+}
+
+/* Reads up to `len` bytes at `offset`; returns bytes read (short only at EOF)
+ * or -1 with errno set. */
+static ssize_t pread_full(int fd, uint8_t *dst, size_t len, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < len) {
+        size_t want = len - done < READ_CHUNK_BYTES ? len - done : READ_CHUNK_BYTES;
+        ssize_t n = pread(fd, dst + done, want, (off_t)(offset + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+static int fill_stat(struct s3dl_item *item, const struct stat *st)
+{
+    if (!item->stat)
+        item->stat = calloc(1, sizeof(*item->stat));
+    if (!item->stat) {
+        item_fail(item, S3DL_E_NOMEM, ENOMEM, "out of memory for metadata of %s", item->target);
+        return -1;
+    }
+    item->stat->size = (uint64_t)st->st_size;
+    item->stat->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    return 0;
+}
+
+static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
+{
+    int direct = (item->flags & S3DL_F_DIRECT) != 0;
+    int fd = open_for_read(ctx, item, &direct);
+    if (fd < 0) {
+        fail_errno(item, errno, "cannot open");
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fail_errno(item, errno, "cannot stat");
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        item_fail(item, S3DL_E_IS_DIRECTORY, EISDIR, "%s is a directory", item->target);
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    uint64_t offset = 0, length = size;
+    if (item->flags & S3DL_F_RANGE) {
+        if (item->offset > size) {
+            item_fail(item, S3DL_E_RANGE, 0, "offset %llu is past the end of %s (%llu bytes)",
+                      (unsigned long long)item->offset, item->target, (unsigned long long)size);
+            goto out;
+        }
+        offset = item->offset;
+        length = size - offset;
+        if (item->length != S3DL_LENGTH_TO_END && item->length < length)
+            length = item->length;
+    }
+    if (length > (uint64_t)SSIZE_MAX) {
+        item_fail(item, S3DL_E_NOMEM, ENOMEM, "%s is too large to read into memory",
+                  item->target);
+        goto out;
+    }
+
+    size_t align = direct ? ctx->alignment : 64;
+    uint64_t read_from = direct ? align_down(offset, align) : offset;
+    size_t span = direct ? align_up((size_t)(offset + length - read_from), align) : (size_t)length;
+    uint8_t *buf = aligned_buf_alloc(align, span);
+    if (!buf) {
+        item_fail(item, S3DL_E_NOMEM, ENOMEM, "cannot allocate %zu bytes for %s", span,
+                  item->target);
+        goto out;
+    }
+    if (!direct && length >= (1u << 20))
+        posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_SEQUENTIAL);
+    ssize_t got = pread_full(fd, buf, span, read_from);
+    if (got < 0 && direct && errno == EINVAL) {
+        /* Some filesystems accept O_DIRECT at open and refuse the read. */
+        atomic_fetch_add(ctx->direct_fallbacks, 1);
+        int flags = fcntl(fd, F_GETFL);
+        if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0)
+            got = pread_full(fd, buf, span, read_from);
+    }
+    if (got < 0) {
+        free(buf);
+        fail_errno(item, errno, "cannot read");
+        goto out;
+    }
+    uint64_t available = (uint64_t)got > offset - read_from ? (uint64_t)got - (offset - read_from) : 0;
+    if (available < length) {
+        free(buf);
+        item_fail(item, S3DL_E_IO, 0, "%s shrank while it was being read", item->target);
+        goto out;
+    }
+    item->alloc = buf;
+    item->result = buf + (offset - read_from);
+    item->result_len = length;
+    atomic_fetch_add_explicit(ctx->bytes_read, length, memory_order_relaxed);
+    if (fill_stat(item, &st) == 0)
+        item->status = S3DL_OK;
+    else {
+        free(buf);
+        item->alloc = NULL;
+        item->result = NULL;
+        item->result_len = 0;
+    }
+out:
+    close(fd);
+}
+
+/* mkdir -p for the parent of `path`.  Returns 0 or an errno value. */
+static int make_parents(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return ENOMEM;
+    int err = 0;
+    for (char *p = copy + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0777) != 0 && errno != EEXIST) {
+            err = errno;
+            break;
+        }
+        *p = '/';
+    }
+    free(copy);
+    return err;
+}
+
+static int fsync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len = slash == path ? 1 : (size_t)(slash - path);
+    char dir[PATH_MAX];
+    if (len >= sizeof(dir))
+        return ENAMETOOLONG;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = fsync(fd) == 0 ? 0 : errno;
+    close(fd);
+    return err;
+}
+
+/* Writes all of `len` bytes at the current offset; returns 0 or errno. */
+static int write_full(int fd, const uint8_t *src, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, src, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        src += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* O_DIRECT write: whole aligned blocks straight from the caller when its
+ * memory is aligned, the rest through an aligned bounce buffer; the tail is
+ * padded to a block and the file truncated back to its true size. */
+static int write_direct(const struct file_io_context *ctx, int fd, const uint8_t *src, size_t len)
+{
+    size_t align = ctx->alignment;
+    size_t done = 0;
+    if (((uintptr_t)src & (align - 1)) == 0) {
+        size_t whole = align_down(len, align);
+        int err = write_full(fd, src, whole);
+        if (err)
+            return err;
+        done = whole;
+    }
+    if (done < len) {
+        size_t bounce_size = align_up(len - done, align);
+        if (bounce_size > DIRECT_BOUNCE_BYTES)
+            bounce_size = DIRECT_BOUNCE_BYTES;
+        uint8_t *bounce = aligned_buf_alloc(align, bounce_size);
+        if (!bounce)
+            return ENOMEM;
+        while (done < len) {
+            size_t chunk = len - done < bounce_size ? len - done : bounce_size;
+            memcpy(bounce, src + done, chunk);
+            size_t padded = align_up(chunk, align);
+            memset(bounce + chunk, 0, padded - chunk);
+            int err = write_full(fd, bounce, padded);
+            if (err) {
+                free(bounce);
+                return err;
+            }
+            done += chunk;
+        }
+        free(bounce);
+    }
+    if (ftruncate(fd, (off_t)len) != 0)
+        return errno;
+    return 0;
+}
+
+static void do_put(const struct file_io_context *ctx, struct s3dl_item *item)
+{
+    if (item->flags & S3DL_F_MKDIRS) {
+        int err = make_parents(item->target);
+        if (err) {
+            fail_errno(item, err, "cannot create parent directories of");
+            return;
+        }
+    }
+    const char *slash = strrchr(item->target, '/');
+    size_t dir_len = (size_t)(slash - item->target);
+    char tmp[PATH_MAX];
+    static _Atomic unsigned long long put_sequence;
+    unsigned long long nonce = ((unsigned long long)getpid() << 40) ^
+                               atomic_fetch_add(&put_sequence, 1) ^
+                               ((unsigned long long)(uintptr_t)item << 8);
+    int n = snprintf(tmp, sizeof(tmp), "%.*s/.%s.s3dlio-tmp.%llx", (int)dir_len, item->target,
+                     slash + 1, nonce);
+    if (n < 0 || (size_t)n >= sizeof(tmp) || strlen(slash + 1) == 0) {
+        item_fail(item, S3DL_E_INVALID_ARGUMENT, ENAMETOOLONG, "bad target name %s",
+                  item->target);
+        return;
+    }
+
+    int direct = (item->flags & S3DL_F_DIRECT) != 0;
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+    int fd = open(tmp, flags | (direct ? O_DIRECT : 0), 0666);
+    if (fd < 0 && direct && errno == EINVAL) {
+        atomic_fetch_add(ctx->direct_fallbacks, 1);
+        direct = 0;
+        fd = open(tmp, flags, 0666);
+    }
+    if (fd < 0) {
+        fail_errno(item, errno, "cannot create temporary file for");
+        return;
+    }
+    int err;
+    if (direct) {
+        err = write_direct(ctx, fd, item->data, item->data_len);
+        if (err == EINVAL) {
+            /* Accepted at open, refused at write: restart buffered. */
+            atomic_fetch_add(ctx->direct_fallbacks, 1);
+            int fl = fcntl(fd, F_GETFL);
+            err = (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_DIRECT) == 0 &&
+                   ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0)
+                      ? write_full(fd, item->data, item->data_len)
+                      : EIO;
+        }
+    } else {
+        err = write_full(fd, item->data, item->data_len);
+    }
+    if (!err && (item->flags & S3DL_F_FSYNC) && fsync(fd) != 0)
+        err = errno;
+    if (close(fd) != 0 && !err)
+        err = errno;
+    if (err) {
+        unlink(tmp);
+        fail_errno(item, err, "cannot write");
+        return;
+    }
+    if (item->flags & S3DL_F_CREATE_ONLY) {
+        /* link() fails with EEXIST atomically, unlike stat-then-rename. */
+        if (link(tmp, item->target) != 0) {
+            err = errno;
+            unlink(tmp);
+            fail_errno(item, err, "cannot create");
+            return;
+        }
+        unlink(tmp);
+    } else if (rename(tmp, item->target) != 0) {
+        err = errno;
+        unlink(tmp);
+        fail_errno(item, err == EEXIST || err == ENOTEMPTY ? EISDIR : err, "cannot replace");
+        return;
+    }
+    if (item->flags & S3DL_F_FSYNC) {
+        err = fsync_parent_dir(item->target);
+        if (err) {
+            fail_errno(item, err, "cannot fsync directory of");
+            return;
+        }
+    }
+    atomic_fetch_add_explicit(ctx->bytes_written, item->data_len, memory_order_relaxed);
+    item->status = S3DL_OK;
+}
+
+static void do_stat(struct s3dl_item *item)
+{
+    struct stat st;
+    if (stat(item->target, &st) != 0) {
+        fail_errno(item, errno, "cannot stat");
+        return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        item_fail(item, S3DL_E_IS_DIRECTORY, EISDIR, "%s is a directory", item->target);
+        return;
+    }
+    if (fill_stat(item, &st) == 0)
+        item->status = S3DL_OK;
+}
+
+static void do_delete(struct s3dl_item *item)
+{
+    if (unlink(item->target) != 0) {
+        fail_errno(item, errno, "cannot delete");
+        return;
+    }
+    item->status = S3DL_OK;
+}
+
+void file_io_execute(const struct file_io_context *ctx, struct s3dl_item *item)
+{
+    switch (item->op) {
+    case S3DL_OP_GET: do_get(ctx, item); break;
+    case S3DL_OP_PUT: do_put(ctx, item); break;
+    case S3DL_OP_STAT: do_stat(item); break;
+    case S3DL_OP_DELETE: do_delete(item); break;
+    default: item_fail(item, S3DL_E_UNSUPPORTED, 0, "unsupported operation"); break;
+    }
+}

@@ -1,0 +1,43 @@
+"""s3dlio: storage I/O for AI/ML, from object stores and local disks at the
+speed of the wire and the disk.
+
+Quick start::
+
+    import s3dlio
+    s3dlio.put("file:///tmp/demo/a.bin", b"hello")
+    view = s3dlio.get("file:///tmp/demo/a.bin")      # BytesView, zero-copy
+    s3dlio.list("file:///tmp/demo/")                  # full URIs, sorted
+
+See docs/api.md for every function."""
+from __future__ import annotations
+
+from ._bytesview import BytesView
+from ._logbridge import init_logging
+from ._native import version_string as _native_version
+from .api import (delete, exists, get, get_many, get_range, list, mkdir, put, put_bytes,
+                  put_many, stat, stat_many, stats)
+from .asyncops import (exists_async, get_async, get_many_async, get_range_async, put_async,
+                       put_many_async, stat_async, stat_many_async)
+from .compat import get_object, list_objects, stat_object
+from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
+                     InvalidRangeError, InvalidURIError, IsADirectoryError, NoSpaceError,
+                     NotADirectoryError, NotFoundError, PermissionDeniedError, S3dlioError,
+                     StorageIOError, ThrottledError, TimeoutError, UnsupportedError)
+from .transfer import download, upload
+
+__version__ = "0.1.0"
+if __version__ != _native_version():  # the package and the core ship together
+    raise ImportError(f"s3dlio {__version__} found native core {_native_version()}; reinstall")
+
+__all__ = [
+    "BytesView", "init_logging", "__version__",
+    "put", "put_bytes", "put_many", "get", "get_range", "get_many", "stat", "stat_many",
+    "exists", "delete", "list", "mkdir", "stats", "upload", "download",
+    "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
+    "stat_async", "stat_many_async", "exists_async",
+    "get_object", "stat_object", "list_objects",
+    "S3dlioError", "NotFoundError", "InvalidURIError", "PermissionDeniedError",
+    "AlreadyExistsError", "TimeoutError", "ChecksumMismatchError", "ThrottledError",
+    "IsADirectoryError", "NotADirectoryError", "NoSpaceError", "InvalidRangeError",
+    "UnsupportedError", "CancelledError", "StorageIOError",
+]

@@ -1,0 +1,315 @@
+"""The bridge to the native engine: one engine per process, batches built
+and submitted in one call each, waited on with the GIL released (sync) or
+through the engine's eventfd (asyncio).  Results come back as BytesViews
+wrapping native memory, without a copy."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from . import _logbridge
+from ._bytesview import BytesView, wrap_many
+from ._native import STATUS_NAMES, check, ffi, lib
+from .errors import S3dlioError, error_for_status
+
+OP_GET = lib.S3DL_OP_GET
+OP_PUT = lib.S3DL_OP_PUT
+OP_STAT = lib.S3DL_OP_STAT
+OP_DELETE = lib.S3DL_OP_DELETE
+
+F_RANGE = lib.S3DL_F_RANGE
+F_DIRECT = lib.S3DL_F_DIRECT
+F_FSYNC = lib.S3DL_F_FSYNC
+F_CREATE_ONLY = lib.S3DL_F_CREATE_ONLY
+F_MKDIRS = lib.S3DL_F_MKDIRS
+LENGTH_TO_END = lib.S3DL_LENGTH_TO_END
+
+DEFAULT_MAX_IN_FLIGHT = 64
+_WAIT_SLICE_MS = 200  # sync waits wake this often so Ctrl-C is honoured
+_FREE_FN = int(ffi.cast("uintptr_t", ffi.addressof(lib, "s3dl_free")))
+
+_engine_lock = threading.Lock()
+_engine: Any = None
+
+
+def engine() -> Any:
+    """The process's engine, created on first use.  After fork() the native
+    core rebuilds its threads on its own; the handle stays valid."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                out = ffi.new("s3dl_engine **")
+                check(lib.s3dl_engine_new(out), "cannot create the s3dlio engine")
+                threads = os.environ.get("S3DLIO_IO_THREADS")
+                if threads:
+                    check(lib.s3dl_engine_setopt(out[0], lib.S3DL_ENGINE_IO_THREADS,
+                                                 int(threads)), "S3DLIO_IO_THREADS")
+                _engine = out[0]
+    return _engine
+
+
+def counters() -> dict[str, int]:
+    """Native engine counters (see ``s3dlio.stats()``)."""
+    e = engine()
+    names = {
+        "items_completed": lib.S3DL_COUNTER_ITEMS_COMPLETED,
+        "bytes_read": lib.S3DL_COUNTER_BYTES_READ,
+        "bytes_written": lib.S3DL_COUNTER_BYTES_WRITTEN,
+        "direct_io_fallbacks": lib.S3DL_COUNTER_DIRECT_FALLBACKS,
+        "engine_starts": lib.S3DL_COUNTER_ENGINE_STARTS,
+    }
+    return {name: int(lib.s3dl_engine_counter(e, c)) for name, c in names.items()}
+
+
+@dataclass
+class Request:
+    """One item of a batch.  ``uri`` is what errors name; ``target`` is what
+    the engine opens (a local path now, a URL for HTTP backends later)."""
+
+    op: int
+    uri: str
+    target: str
+    offset: int = 0
+    length: int = LENGTH_TO_END
+    data: Any = None
+    flags: int = 0
+
+
+class Batch:
+    """Owns one native batch.  The Python objects whose memory a PUT borrows
+    stay referenced here until the batch is freed."""
+
+    def __init__(self, requests: Sequence[Request], max_in_flight: int,
+                 timeout_ms: int = 0) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.requests = requests
+        self.pid = os.getpid()
+        out = ffi.new("s3dl_batch **")
+        check(lib.s3dl_batch_new(engine(), out), "cannot create a batch")
+        self.ptr = out[0]
+        self._keepalive: list[Any] = []
+        try:
+            check(lib.s3dl_batch_setopt(self.ptr, lib.S3DL_BATCH_MAX_IN_FLIGHT, max_in_flight),
+                  "max_in_flight")
+            if timeout_ms:
+                check(lib.s3dl_batch_setopt(self.ptr, lib.S3DL_BATCH_TIMEOUT_MS, timeout_ms),
+                      "timeout")
+            self._add_all(requests)
+        except BaseException:
+            self.free()
+            raise
+
+    def _add_all(self, requests: Sequence[Request]) -> None:
+        keep = self._keepalive
+        for req in requests:
+            target = ffi.new("char[]", req.target.encode("utf-8", "surrogateescape"))
+            keep.append(target)
+            data, size = ffi.NULL, 0
+            if req.data is not None:
+                data = ffi.from_buffer(req.data)
+                size = len(data)
+                keep.append(data)
+            status = lib.s3dl_batch_add(self.ptr, req.op, target, req.offset, req.length, data,
+                                        size, req.flags, ffi.NULL)
+            if status != lib.S3DL_OK:
+                raise _error(status, req.uri, None)
+
+    def submit(self, notify_tag: Optional[int] = None) -> None:
+        if notify_tag is not None:
+            check(lib.s3dl_batch_setopt(self.ptr, lib.S3DL_BATCH_NOTIFY_TAG, notify_tag),
+                  "notify tag")
+        check(lib.s3dl_batch_submit(self.ptr), "cannot submit a batch")
+
+    def wait(self) -> None:
+        """Blocks (GIL released) until done; Ctrl-C cancels the batch."""
+        try:
+            while lib.s3dl_batch_wait(self.ptr, _WAIT_SLICE_MS) == lib.S3DL_E_TIMEOUT:
+                pass
+        except BaseException:
+            lib.s3dl_batch_cancel(self.ptr)
+            lib.s3dl_batch_wait(self.ptr, -1)
+            raise
+
+    def cancel(self) -> None:
+        lib.s3dl_batch_cancel(self.ptr)
+
+    def take(self) -> tuple[list[int], list[BytesView]]:
+        """Statuses and result views for every item (views of failed or
+        non-GET items are empty and meaningless)."""
+        n = len(self.requests)
+        statuses = ffi.new("s3dl_status[]", n)
+        allocs = ffi.new("void *[]", n)
+        datas = ffi.new("uint8_t *[]", n)
+        lens = ffi.new("uint64_t[]", n)
+        check(lib.s3dl_batch_take_results(self.ptr, n, statuses, allocs, datas, lens),
+              "cannot read batch results")
+        addr = lambda p: int(ffi.cast("uintptr_t", p))  # noqa: E731
+        views = wrap_many(addr(allocs), addr(datas), addr(lens), n, _FREE_FN)
+        return list(statuses), views
+
+    def error(self, index: int, status: int) -> S3dlioError:
+        return _error(status, self.requests[index].uri, self._detail(index))
+
+    def stat(self, index: int) -> Any:
+        out = ffi.new("s3dl_stat *")
+        if lib.s3dl_batch_stat(self.ptr, index, out) != lib.S3DL_OK:
+            return None
+        return out
+
+    def _detail(self, index: int) -> Any:
+        out = ffi.new("s3dl_detail *")
+        if lib.s3dl_batch_detail(self.ptr, index, out) != lib.S3DL_OK:
+            return None
+        return out
+
+    def free(self) -> None:
+        if self.ptr is not None and self.pid == os.getpid():
+            lib.s3dl_batch_free(self.ptr)
+        self.ptr = None
+        self._keepalive.clear()
+
+    def __del__(self) -> None:  # safety net; normal paths call free()
+        if getattr(self, "ptr", None) is not None:
+            self.free()
+
+
+def _error(status: int, uri: str, detail: Any) -> S3dlioError:
+    name = STATUS_NAMES.get(status, str(status))
+    reason = ffi.string(lib.s3dl_strerror(status)).decode()
+    kwargs: dict[str, Any] = {"uri": uri}
+    if detail is not None:
+        # The native message names the local path; users think in URIs.
+        native = ffi.string(detail.message).decode("utf-8", "replace")
+        kwargs.update(http_status=detail.http_status or None,
+                      request_id=ffi.string(detail.request_id).decode() or None,
+                      sys_errno=detail.sys_errno or None)
+        code = ffi.string(detail.code).decode()
+        if code:
+            kwargs["code"] = code
+        message = f"{reason}: {uri} ({native})" if native else f"{reason}: {uri}"
+    else:
+        message = f"{reason}: {uri}"
+    return error_for_status(name, message, **kwargs)
+
+
+def run(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        timeout_ms: int = 0) -> tuple[Batch, list[int], list[BytesView]]:
+    """Runs a batch to completion.  The caller frees the returned batch."""
+    batch = Batch(requests, max_in_flight, timeout_ms)
+    try:
+        batch.submit()
+        batch.wait()
+        statuses, views = batch.take()
+    except BaseException:
+        batch.free()
+        raise
+    finally:
+        _logbridge.drain()
+    return batch, statuses, views
+
+
+# ---- asyncio ---------------------------------------------------------------
+
+class _Notifier:
+    """Routes completion tags from the engine's eventfd to asyncio futures.
+    One per process; every event loop that awaits a batch watches the fd
+    while it has batches pending."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
+        self.loops: dict[asyncio.AbstractEventLoop, int] = {}  # loop -> pending count
+        self.tags = itertools.count(1)
+        self.fd = lib.s3dl_engine_notify_fd(engine())
+        if self.fd < 0:
+            raise S3dlioError("cannot get the engine's notification fd")
+
+    def expect(self, loop: asyncio.AbstractEventLoop) -> tuple[int, asyncio.Future]:
+        fut = loop.create_future()
+        with self.lock:
+            tag = next(self.tags)
+            self.pending[tag] = (loop, fut)
+            count = self.loops.get(loop, 0)
+            self.loops[loop] = count + 1
+            if count == 0:
+                loop.add_reader(self.fd, self.drain)
+        return tag, fut
+
+    def drain(self) -> None:
+        tags = ffi.new("uint64_t[]", 256)
+        while True:
+            n = lib.s3dl_engine_poll_completions(engine(), tags, 256)
+            if n == 0:
+                return
+            with self.lock:
+                for i in range(n):
+                    entry = self.pending.pop(int(tags[i]), None)
+                    if entry is None:
+                        continue
+                    loop, fut = entry
+                    self.loops[loop] -= 1
+                    if self.loops[loop] == 0:
+                        loop.call_soon_threadsafe(self._unwatch_if_idle, loop)
+                    loop.call_soon_threadsafe(_resolve, fut)
+
+    def _unwatch_if_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Runs in `loop`'s thread, as expect() does, so the two cannot race.
+        with self.lock:
+            if self.loops.get(loop, 0) == 0:
+                self.loops.pop(loop, None)
+                loop.remove_reader(self.fd)
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+_notifier: Optional[_Notifier] = None
+_notifier_pid = 0
+
+
+def _get_notifier() -> _Notifier:
+    global _notifier, _notifier_pid
+    if _notifier is None or _notifier_pid != os.getpid():
+        _notifier = _Notifier()  # a forked child has a new fd and no pending tags
+        _notifier_pid = os.getpid()
+    return _notifier
+
+
+async def run_async(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                    timeout_ms: int = 0) -> tuple[Batch, list[int], list[BytesView]]:
+    """Runs a batch without blocking the event loop or using a thread."""
+    loop = asyncio.get_running_loop()
+    batch = Batch(requests, max_in_flight, timeout_ms)
+    notifier = _get_notifier()
+    tag, fut = notifier.expect(loop)
+    try:
+        batch.submit(notify_tag=tag)
+    except BaseException:
+        with notifier.lock:
+            notifier.pending.pop(tag, None)
+        batch.free()
+        raise
+    try:
+        await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        batch.cancel()
+        # The batch finishes soon; free it then, off this coroutine.
+        fut.add_done_callback(lambda _f: batch.free())
+        raise
+    try:
+        statuses, views = batch.take()
+    except BaseException:
+        batch.free()
+        raise
+    finally:
+        _logbridge.drain()
+    return batch, statuses, views
+

@@ -1,0 +1,307 @@
+"""The public storage functions.  Each validates its URIs (``uri``), routes
+by scheme, and runs its work as one native batch (``_engine``).
+
+Local schemes (``file://``, ``direct://``) are served now; ``s3://``,
+``gs://`` and ``az://`` raise :class:`~s3dlio.errors.UnsupportedError` until
+their backends land.  Behaviour where the API guide is vague is written down
+in ``docs/api.md``."""
+from __future__ import annotations
+
+import builtins
+import datetime as _dt
+import mimetypes
+import os
+from typing import Any, Iterable, Optional, Sequence, Union
+
+from . import _engine
+from . import _local as _localfs
+from ._bytesview import BytesView
+from ._engine import Request
+from .errors import IsADirectoryError, InvalidRangeError, NotFoundError, UnsupportedError
+from .uri import ParsedURI, parse_uri
+
+BytesLike = Union[bytes, bytearray, memoryview, BytesView, Any]
+
+DEFAULT_MAX_IN_FLIGHT = _engine.DEFAULT_MAX_IN_FLIGHT
+_list = builtins.list  # `list` is one of our function names
+
+
+# ---- routing ---------------------------------------------------------------
+
+def _route_local(uri: Union[str, ParsedURI], *, require_key: bool = True) -> ParsedURI:
+    parsed = parse_uri(uri, require_key=require_key)
+    if not parsed.is_local:
+        raise UnsupportedError(
+            f"the {parsed.scheme}:// backend is not available in this build yet: {parsed.raw}",
+            uri=parsed.raw, code="UnsupportedBackend")
+    return parsed
+
+
+def _scheme_flags(parsed: ParsedURI) -> int:
+    return _engine.F_DIRECT if parsed.scheme == "direct" else 0
+
+
+def _as_buffer(data: Any, uri: str) -> Any:
+    """Accepts any bytes-like object without copying it; refuses str and int
+    (``bytes(5)`` is five zero bytes, never what a caller meant)."""
+    if isinstance(data, (str, int)) or data is None:
+        raise TypeError(f"data for {uri} must be bytes-like (bytes, bytearray, memoryview, "
+                        f"numpy array, BytesView), not {type(data).__name__}")
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"data for {uri} must support the buffer protocol, not "
+                        f"{type(data).__name__}") from None
+    if not view.c_contiguous:
+        return view.tobytes()  # one gather copy; the engine needs one flat span
+    return data
+
+
+def _raise_first(batch: _engine.Batch, statuses: Sequence[int], views: Sequence[BytesView],
+                 ok: Iterable[int] = (0,)) -> None:
+    allowed = set(ok)
+    for i, status in enumerate(statuses):
+        if status not in allowed:
+            err = batch.error(i, status)
+            for view in views:
+                view.release()
+            batch.free()
+            raise err
+
+
+def _run_single(req: Request) -> tuple[_engine.Batch, BytesView]:
+    batch, statuses, views = _engine.run([req], 1)
+    _raise_first(batch, statuses, views)
+    return batch, views[0]
+
+
+# ---- objects ---------------------------------------------------------------
+
+def put(uri: str, data: BytesLike, *, fsync: bool = False, overwrite: bool = True) -> None:
+    """Writes ``data`` to ``uri`` atomically: readers see the old object or the
+    whole new one, never a part.  ``fsync=True`` makes it durable before
+    returning; ``overwrite=False`` fails with AlreadyExistsError instead of
+    replacing an existing object."""
+    put_many([(uri, data)], max_in_flight=1, fsync=fsync, overwrite=overwrite)
+
+
+def put_bytes(uri: str, data: BytesLike) -> None:
+    """Alias of :func:`put` (the name the reference s3dlio uses)."""
+    put(uri, data)
+
+
+def _put_requests(items: Iterable[tuple[str, BytesLike]], fsync: bool,
+                  overwrite: bool) -> list[Request]:
+    requests = []
+    for uri, data in items:
+        parsed = _route_local(uri)
+        flags = _scheme_flags(parsed) | _engine.F_MKDIRS
+        if fsync:
+            flags |= _engine.F_FSYNC
+        if not overwrite:
+            flags |= _engine.F_CREATE_ONLY
+        requests.append(Request(_engine.OP_PUT, parsed.raw, parsed.path or "",
+                                data=_as_buffer(data, parsed.raw), flags=flags))
+    return requests
+
+
+def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+             *, fsync: bool = False, overwrite: bool = True) -> None:
+    """Writes many ``(uri, data)`` pairs, ``max_in_flight`` at a time.  Every
+    item is attempted; the first failure (in input order) is raised after the
+    others finish.  Each object is written atomically; the batch is not."""
+    requests = _put_requests(items, fsync, overwrite)
+    batch, statuses, views = _engine.run(requests, max_in_flight)
+    _raise_first(batch, statuses, views)
+    batch.free()
+
+
+def get(uri: str) -> BytesView:
+    """Reads a whole object into memory and returns a zero-copy BytesView."""
+    parsed = _route_local(uri)
+    batch, view = _run_single(Request(_engine.OP_GET, parsed.raw, parsed.path or "",
+                                      flags=_scheme_flags(parsed)))
+    batch.free()
+    return view
+
+
+def get_range(uri: str, offset: int, length: Optional[int] = None) -> BytesView:
+    """Reads ``length`` bytes at ``offset`` (to the end when ``length`` is
+    None).  A range running past the end is shortened, as HTTP Range does;
+    one starting past the end raises InvalidRangeError."""
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidRangeError(f"offset must be a non-negative int, got {offset!r}", uri=uri)
+    if length is not None and (not isinstance(length, int) or length < 0):
+        raise InvalidRangeError(f"length must be a non-negative int or None, got {length!r}",
+                                uri=uri)
+    parsed = _route_local(uri)
+    if length == 0:
+        # Zero bytes still checks that the object exists and the offset fits.
+        size = stat(parsed.raw)["size"]
+        if offset > size:
+            raise InvalidRangeError(f"offset {offset} is past the end of {uri} ({size} bytes)",
+                                    uri=uri)
+    req = Request(_engine.OP_GET, parsed.raw, parsed.path or "", offset=offset,
+                  length=_engine.LENGTH_TO_END if length is None else length,
+                  flags=_scheme_flags(parsed) | _engine.F_RANGE)
+    batch, view = _run_single(req)
+    batch.free()
+    if length == 0:
+        view.release()
+        return get_range_empty()
+    return view
+
+
+def get_range_empty() -> BytesView:
+    from ._bytesview import from_bytes
+    return from_bytes(b"")
+
+
+def _get_requests(uris: Sequence[str]) -> list[Request]:
+    requests = []
+    for uri in uris:
+        parsed = _route_local(uri)
+        requests.append(Request(_engine.OP_GET, parsed.raw, parsed.path or "",
+                                flags=_scheme_flags(parsed)))
+    return requests
+
+
+def _collect_many(batch: _engine.Batch, statuses: Sequence[int], views: Sequence[BytesView],
+                  return_exceptions: bool) -> list[tuple[str, Any]]:
+    if not return_exceptions:
+        _raise_first(batch, statuses, views)
+    out = []
+    for i, (req, status, view) in enumerate(zip(batch.requests, statuses, views)):
+        out.append((req.uri, view if status == 0 else batch.error(i, status)))
+    batch.free()
+    return out
+
+
+def get_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *,
+             workers: Optional[int] = None,
+             return_exceptions: bool = False) -> list[tuple[str, BytesView]]:
+    """Reads many objects concurrently (``max_in_flight`` at once; ``workers``
+    is accepted as the guide's name for it).  Returns ``(uri, BytesView)``
+    pairs in input order.  By default the first failure in input order is
+    raised; with ``return_exceptions=True`` it takes the view's place."""
+    limit = workers if workers is not None else max_in_flight
+    uris = _list(uris)
+    batch, statuses, views = _engine.run(_get_requests(uris), limit)
+    return _collect_many(batch, statuses, views, return_exceptions)
+
+
+def _rfc3339(ns: int) -> str:
+    moment = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _stat_dict(parsed: ParsedURI, native_stat: Any) -> dict[str, Any]:
+    from ._native import ffi
+    etag = ffi.string(native_stat.etag).decode() or None
+    ctype = ffi.string(native_stat.content_type).decode() or None
+    if ctype is None:
+        ctype = mimetypes.guess_type(parsed.key)[0]
+    return {
+        "size": int(native_stat.size),
+        "last_modified": _rfc3339(int(native_stat.mtime_ns)),
+        "etag": etag,
+        "content_type": ctype,
+    }
+
+
+def _stat_requests(uris: Sequence[str]) -> list[Request]:
+    return [Request(_engine.OP_STAT, p.raw, p.path or "") for p in map(_route_local, uris)]
+
+
+def stat(uri: str) -> dict[str, Any]:
+    """Metadata without reading data: ``size`` (bytes), ``last_modified``
+    (RFC 3339, UTC), ``etag`` (None where the backend has none) and
+    ``content_type`` (guessed from the name for local files; may be None)."""
+    (result,) = stat_many([uri])
+    return result
+
+
+def stat_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> list[dict]:
+    """:func:`stat` for many URIs at once, in input order."""
+    requests = _stat_requests(uris)
+    batch, statuses, views = _engine.run(requests, max_in_flight)
+    return _stat_results(batch, statuses, views)
+
+
+def _stat_results(batch: _engine.Batch, statuses: Sequence[int],
+                  views: Sequence[BytesView]) -> list[dict]:
+    _raise_first(batch, statuses, views)
+    out = [_stat_dict(parse_uri(req.uri), batch.stat(i)) for i, req in enumerate(batch.requests)]
+    batch.free()
+    return out
+
+
+def exists(uri: str) -> bool:
+    """True if the object exists.  Only "not found" gives False; a bad URI,
+    a permission error or an outage raises, rather than lying."""
+    try:
+        stat(uri)
+        return True
+    except (NotFoundError, IsADirectoryError):
+        return False
+
+
+def delete(uri: str, recursive: bool = False) -> None:
+    """Deletes one object; deleting a missing object succeeds (as on S3).
+    ``recursive=True`` deletes every object under the prefix ``uri``."""
+    if recursive:
+        parsed = _route_local(uri, require_key=False)
+        targets = list(parsed.raw, recursive=True)
+    else:
+        targets = [_route_local(uri).raw]
+    if not targets:
+        return
+    requests = [Request(_engine.OP_DELETE, p.raw, p.path or "") for p in map(_route_local, targets)]
+    batch, statuses, views = _engine.run(requests, DEFAULT_MAX_IN_FLIGHT)
+    from ._native import lib
+    _raise_first(batch, statuses, views, ok=(lib.S3DL_OK, lib.S3DL_E_NOT_FOUND))
+    batch.free()
+
+
+def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> _list[str]:
+    """Full URIs of the objects under the prefix ``uri``, sorted.
+
+    ``recursive=False`` lists one level, with sub-prefixes as entries ending
+    in ``/``.  ``pattern`` is a glob matched against the key relative to the
+    prefix (or its base name when the pattern has no ``/``)."""
+    parsed = _route_local(uri, require_key=False)
+    paths = _localfs.list_paths(parsed, recursive=recursive)
+    base_dir = relative_base(parsed)[len(parsed.scheme) + 3:]
+    out = []
+    for path in paths:
+        relative = path[len(base_dir):] if path.startswith(base_dir) else path
+        if _localfs.match_pattern(relative.rstrip("/"), pattern):
+            out.append(f"{parsed.scheme}://{path}")
+    return out
+
+
+def relative_base(parsed: ParsedURI) -> str:
+    """The URI that keys listed under ``parsed`` are relative to, ending in
+    ``/``: the prefix itself when it names a directory, else its parent."""
+    if parsed.is_local:
+        path = parsed.path or "/"
+        if path.endswith("/") or os.path.isdir(path):
+            return f"{parsed.scheme}://{path.rstrip('/')}/"
+        return f"{parsed.scheme}://{os.path.dirname(path).rstrip('/')}/"
+    if not parsed.key or parsed.key.endswith("/"):
+        return parsed.base + parsed.key
+    return parsed.base + parsed.key.rsplit("/", 1)[0] + "/" if "/" in parsed.key else parsed.base
+
+
+def mkdir(uri: str) -> None:
+    """Creates a directory (and parents) on local schemes; a no-op on object
+    stores, which have no directories."""
+    parsed = _route_local(uri, require_key=False)
+    os.makedirs(parsed.path or "/", exist_ok=True)
+
+
+def stats() -> dict[str, int]:
+    """Process-wide engine counters: items completed, bytes read and written,
+    ``direct_io_fallbacks`` (O_DIRECT refused by the filesystem, buffered I/O
+    used instead) and ``engine_starts`` (1 + rebuilds after fork)."""
+    return _engine.counters()

@@ -1,0 +1,83 @@
+"""Async twins of the storage functions, with the same signatures.  They
+await the engine's eventfd on the running loop: no thread per call."""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from . import _engine
+from ._bytesview import BytesView
+from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _get_requests,
+                  _put_requests, _raise_first, _stat_results, _stat_requests, get_range)
+from .errors import InvalidRangeError, NotFoundError
+
+
+async def put_async(uri: str, data: BytesLike, *, fsync: bool = False,
+                    overwrite: bool = True) -> None:
+    """Async :func:`s3dlio.put`."""
+    await put_many_async([(uri, data)], max_in_flight=1, fsync=fsync, overwrite=overwrite)
+
+
+async def put_many_async(items: Sequence[tuple[str, BytesLike]],
+                         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *, fsync: bool = False,
+                         overwrite: bool = True) -> None:
+    """Async :func:`s3dlio.put_many`."""
+    requests = _put_requests(items, fsync, overwrite)
+    batch, statuses, views = await _engine.run_async(requests, max_in_flight)
+    _raise_first(batch, statuses, views)
+    batch.free()
+
+
+async def get_async(uri: str) -> BytesView:
+    """Async :func:`s3dlio.get`."""
+    ((_, view),) = await get_many_async([uri], max_in_flight=1)
+    return view
+
+
+async def get_range_async(uri: str, offset: int, length: Optional[int] = None) -> BytesView:
+    """Async :func:`s3dlio.get_range`."""
+    if not isinstance(offset, int) or offset < 0 or (
+            length is not None and (not isinstance(length, int) or length <= 0)):
+        return get_range(uri, offset, length)  # validates and raises, or handles length 0
+    from .api import _route_local, _scheme_flags
+    parsed = _route_local(uri)
+    req = _engine.Request(_engine.OP_GET, parsed.raw, parsed.path or "", offset=offset,
+                          length=length if length is not None else _engine.LENGTH_TO_END,
+                          flags=_scheme_flags(parsed) | _engine.F_RANGE)
+    batch, statuses, views = await _engine.run_async([req], 1)
+    ((_, view),) = _collect_many(batch, statuses, views, return_exceptions=False)
+    return view
+
+
+async def get_many_async(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *,
+                         workers: Optional[int] = None,
+                         return_exceptions: bool = False) -> list[tuple[str, BytesView]]:
+    """Async :func:`s3dlio.get_many`: ``(uri, BytesView)`` pairs in input order."""
+    limit = workers if workers is not None else max_in_flight
+    batch, statuses, views = await _engine.run_async(_get_requests(list(uris)), limit)
+    return _collect_many(batch, statuses, views, return_exceptions)
+
+
+async def stat_async(uri: str) -> dict[str, Any]:
+    """Async :func:`s3dlio.stat`."""
+    (result,) = await stat_many_async([uri])
+    return result
+
+
+async def stat_many_async(uris: Sequence[str],
+                          max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> list[dict[str, Any]]:
+    """Metadata of many objects, in input order."""
+    batch, statuses, views = await _engine.run_async(_stat_requests(uris), max_in_flight)
+    return _stat_results(batch, statuses, views)
+
+
+async def exists_async(uri: str) -> bool:
+    """Async :func:`s3dlio.exists`."""
+    try:
+        await stat_async(uri)
+        return True
+    except NotFoundError:
+        return False
+
+
+__all__ = ["put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
+           "stat_async", "stat_many_async", "exists_async", "InvalidRangeError"]
