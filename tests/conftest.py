@@ -4,6 +4,7 @@ itself here with a fixture that starts its real server on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +34,37 @@ def backend(request, tmp_path) -> Backend:
     return Backend(request.param, f"{request.param}://{root}/")
 
 
+def _refuses_o_direct(directory: Path) -> bool:
+    probe = directory / ".o_direct_probe"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o600)
+    except OSError:
+        return True
+    os.close(fd)
+    probe.unlink()
+    return False
+
+
 @pytest.fixture
-def tmpfs_dir():
-    """A directory on tmpfs (O_DIRECT is refused there), or skip."""
-    base = Path("/dev/shm")
-    if not base.is_dir() or not os.access(base, os.W_OK):
-        pytest.skip("no writable /dev/shm")
-    path = base / f"s3dlio-test-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    yield path
-    for child in sorted(path.rglob("*"), reverse=True):
-        child.unlink() if child.is_file() else child.rmdir()
-    path.rmdir()
+def no_direct_dir(tmp_path):
+    """A directory whose filesystem refuses O_DIRECT: a ramfs mount (tmpfs
+    accepts O_DIRECT since Linux 6.6), or /dev/shm on older kernels."""
+    mountpoint = tmp_path / "ramfs"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mountpoint)],
+                             capture_output=True).returncode == 0
+    if mounted:
+        yield mountpoint
+        subprocess.run(["umount", str(mountpoint)], check=False)
+        return
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and _refuses_o_direct(shm):
+        path = shm / f"s3dlio-test-{uuid.uuid4().hex[:8]}"
+        path.mkdir()
+        yield path
+        subprocess.run(["rm", "-rf", str(path)], check=False)
+        return
+    pytest.skip("no filesystem here refuses O_DIRECT (cannot mount ramfs)")
 
 
 @pytest.fixture

@@ -277,17 +277,24 @@ static void do_put(const struct file_io_context *ctx, struct s3dl_item *item)
         return;
     }
 
-    int direct = (item->flags & S3DL_F_DIRECT) != 0;
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-    int fd = open(tmp, flags | (direct ? O_DIRECT : 0), 0666);
-    if (fd < 0 && direct && errno == EINVAL) {
-        atomic_fetch_add(ctx->direct_fallbacks, 1);
-        direct = 0;
-        fd = open(tmp, flags, 0666);
-    }
+    /* Create buffered, then switch O_DIRECT on: opening with O_CREAT|O_DIRECT
+     * on a filesystem that refuses O_DIRECT creates the file and then fails,
+     * which would leave the name taken. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) {
         fail_errno(item, errno, "cannot create temporary file for");
         return;
+    }
+    int direct = 0;
+    if (item->flags & S3DL_F_DIRECT) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
+            direct = 1;
+        } else {
+            atomic_fetch_add(ctx->direct_fallbacks, 1);
+            S3DL_LOG(S3DL_LOG_DEBUG, "O_DIRECT refused for %s; using buffered writes",
+                     item->target);
+        }
     }
     int err;
     if (direct) {
