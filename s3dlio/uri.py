@@ -13,6 +13,7 @@ taken literally: no percent-decoding.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,6 +23,7 @@ LOCAL_SCHEMES = ("file", "direct")
 OBJECT_SCHEMES = ("s3", "gs", "az")
 _ALIASES = {"gcs": "gs"}
 _MAX_URI_LENGTH = 4096
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def parse_uri(uri: str, *, require_key: bool = True) -> ParsedURI:
         raise InvalidURIError(f"URI must be a str, not {type(uri).__name__}", code="InvalidURI")
     if len(uri) > _MAX_URI_LENGTH:
         raise _reject(uri, f"longer than {_MAX_URI_LENGTH} characters")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+    if _CONTROL_CHARACTERS.search(uri):
         raise _reject(uri, "contains NUL or control characters")
     scheme, sep, rest = uri.partition("://")
     if not sep:

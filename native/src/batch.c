@@ -252,7 +252,7 @@ s3dl_status s3dl_batch_cancel(s3dl_batch *b)
     int running = b->state == BATCH_SUBMITTED;
     pthread_mutex_unlock(&b->mutex);
     if (running)
-        engine_wake(b->engine);
+        engine_notice_cancel(b->engine, b);
     return S3DL_OK;
 }
 

@@ -22,14 +22,6 @@ static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static s3dl_engine *registry_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-static void queue_reset_after_fork(struct item_queue *q)
-{
-    pthread_mutex_init(&q->mutex, NULL);
-    pthread_cond_init(&q->not_empty, NULL);
-    q->head = q->tail = NULL;
-    q->closed = 0;
-}
-
 /* Hold the registry lock across fork so the child sees a consistent list. */
 static void atfork_prepare(void) { pthread_mutex_lock(&registry_mutex); }
 static void atfork_parent(void) { pthread_mutex_unlock(&registry_mutex); }
@@ -46,8 +38,8 @@ static void atfork_child(void)
         pthread_mutex_init(&e->tags_mutex, NULL);
         e->tags_count = 0;
         ring_reset_after_fork(&e->submit_ring);
-        queue_reset_after_fork(&e->work_queue);
-        queue_reset_after_fork(&e->done_queue);
+        if (e->started)
+            file_pool_reset_after_fork(&e->pool);
     }
 }
 
@@ -71,72 +63,6 @@ static void registry_remove(s3dl_engine *e)
         }
     }
     pthread_mutex_unlock(&registry_mutex);
-}
-
-/* ---- item queues ------------------------------------------------------ */
-
-static void queue_init(struct item_queue *q)
-{
-    q->head = q->tail = NULL;
-    q->closed = 0;
-    pthread_mutex_init(&q->mutex, NULL);
-    pthread_cond_init(&q->not_empty, NULL);
-}
-
-static void queue_destroy(struct item_queue *q)
-{
-    pthread_mutex_destroy(&q->mutex);
-    pthread_cond_destroy(&q->not_empty);
-}
-
-/* Appends `item`; returns non-zero if the queue was empty before. */
-static int queue_push(struct item_queue *q, struct s3dl_item *item)
-{
-    item->next = NULL;
-    pthread_mutex_lock(&q->mutex);
-    int was_empty = q->head == NULL;
-    if (q->tail)
-        q->tail->next = item;
-    else
-        q->head = item;
-    q->tail = item;
-    pthread_cond_signal(&q->not_empty);
-    pthread_mutex_unlock(&q->mutex);
-    return was_empty;
-}
-
-/* Blocks for the next item; NULL once closed and empty. */
-static struct s3dl_item *queue_pop_wait(struct item_queue *q)
-{
-    pthread_mutex_lock(&q->mutex);
-    while (!q->head && !q->closed)
-        pthread_cond_wait(&q->not_empty, &q->mutex);
-    struct s3dl_item *item = q->head;
-    if (item) {
-        q->head = item->next;
-        if (!q->head)
-            q->tail = NULL;
-    }
-    pthread_mutex_unlock(&q->mutex);
-    return item;
-}
-
-/* Detaches the whole list at once. */
-static struct s3dl_item *queue_take_all(struct item_queue *q)
-{
-    pthread_mutex_lock(&q->mutex);
-    struct s3dl_item *list = q->head;
-    q->head = q->tail = NULL;
-    pthread_mutex_unlock(&q->mutex);
-    return list;
-}
-
-static void queue_close(struct item_queue *q)
-{
-    pthread_mutex_lock(&q->mutex);
-    q->closed = 1;
-    pthread_cond_broadcast(&q->not_empty);
-    pthread_mutex_unlock(&q->mutex);
 }
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -163,7 +89,17 @@ static void eventfd_clear(int fd)
     }
 }
 
-void engine_wake(s3dl_engine *engine) { eventfd_signal(engine->wake_fd); }
+static void engine_wake(s3dl_engine *engine) { eventfd_signal(engine->wake_fd); }
+
+void engine_notice_cancel(s3dl_engine *engine, struct s3dl_batch *batch)
+{
+    (void)batch;
+    pthread_mutex_lock(&engine->lifecycle_mutex);
+    int running = engine->started && engine->owner_pid == getpid();
+    pthread_mutex_unlock(&engine->lifecycle_mutex);
+    if (running)
+        file_pool_poke(&engine->pool);
+}
 
 static int default_io_threads(void)
 {
@@ -212,128 +148,33 @@ static void finish_batch(s3dl_engine *e, struct s3dl_batch *b)
         push_notify_tag(e, tag);
 }
 
-/* ---- worker pool ------------------------------------------------------ */
-
-static void *worker_main(void *arg)
-{
-    s3dl_engine *e = arg;
-    struct file_io_context ctx = {
-        .alignment = e->options.direct_alignment,
-        .bytes_read = &e->counters.bytes_read,
-        .bytes_written = &e->counters.bytes_written,
-        .direct_fallbacks = &e->counters.direct_fallbacks,
-    };
-    struct s3dl_item *item;
-    while ((item = queue_pop_wait(&e->work_queue)) != NULL) {
-        file_io_execute(&ctx, item);
-        if (queue_push(&e->done_queue, item))
-            engine_wake(e);
-    }
-    return NULL;
-}
-
 /* ---- engine thread ---------------------------------------------------- */
 
-struct engine_loop {
-    struct s3dl_batch *active_head;
-    size_t in_flight; /* engine-wide */
-};
+static void on_batch_done(void *ctx, struct s3dl_batch *b) { finish_batch(ctx, b); }
 
-static void complete_without_running(struct s3dl_item *item, s3dl_status status)
-{
-    item_fail(item, status, 0, "%s before it started", s3dl_strerror(status));
-}
-
-static void dispatch(s3dl_engine *e, struct engine_loop *loop, int64_t now)
-{
-    for (struct s3dl_batch *b = loop->active_head; b; b = b->next_active) {
-        int expired = b->deadline_ns && now >= b->deadline_ns;
-        int cancelled = atomic_load(&b->cancel_requested) || e->stopping;
-        if (expired || cancelled) {
-            s3dl_status why = expired ? S3DL_E_TIMEOUT : S3DL_E_CANCELLED;
-            while (b->next_dispatch < b->count) {
-                complete_without_running(&b->items[b->next_dispatch++], why);
-                b->completed++;
-            }
-            continue;
-        }
-        while (b->next_dispatch < b->count && b->in_flight < (size_t)b->max_in_flight &&
-               loop->in_flight < e->options.max_in_flight) {
-            struct s3dl_item *item = &b->items[b->next_dispatch++];
-            b->in_flight++;
-            loop->in_flight++;
-            queue_push(&e->work_queue, item);
-        }
-    }
-}
-
-static void reap(s3dl_engine *e, struct engine_loop *loop)
-{
-    struct s3dl_item *item = queue_take_all(&e->done_queue);
-    while (item) {
-        struct s3dl_item *next = item->next;
-        item->batch->in_flight--;
-        item->batch->completed++;
-        loop->in_flight--;
-        atomic_fetch_add_explicit(&e->counters.items_completed, 1, memory_order_relaxed);
-        item = next;
-    }
-}
-
-static void finish_completed_batches(s3dl_engine *e, struct engine_loop *loop)
-{
-    struct s3dl_batch **link = &loop->active_head;
-    while (*link) {
-        struct s3dl_batch *b = *link;
-        if (b->completed == b->count) {
-            *link = b->next_active;
-            finish_batch(e, b);
-        } else {
-            link = &b->next_active;
-        }
-    }
-}
-
-static int next_poll_timeout_ms(struct engine_loop *loop, int64_t now)
-{
-    int64_t soonest = 0;
-    for (struct s3dl_batch *b = loop->active_head; b; b = b->next_active)
-        if (b->deadline_ns && b->next_dispatch < b->count &&
-            (!soonest || b->deadline_ns < soonest))
-            soonest = b->deadline_ns;
-    if (!soonest)
-        return -1;
-    int64_t ms = (soonest - now + 999999) / 1000000;
-    return ms < 0 ? 0 : (ms > 60000 ? 60000 : (int)ms);
-}
-
+/* The engine thread: batches in, routed out.  Local items run on the file
+ * pool; this loop is where libcurl multi will be driven for HTTP items. */
 static void *engine_main(void *arg)
 {
     s3dl_engine *e = arg;
-    struct engine_loop loop = {0};
     struct s3dl_batch *incoming[64];
     for (;;) {
         size_t n;
         while ((n = ring_pop_many(&e->submit_ring, (void **)incoming, 64)) > 0) {
             for (size_t i = 0; i < n; i++) {
-                incoming[i]->next_active = loop.active_head;
-                loop.active_head = incoming[i];
+                if (incoming[i]->count == 0)
+                    finish_batch(e, incoming[i]);
+                else
+                    file_pool_add_batch(&e->pool, incoming[i]);
             }
         }
-        reap(e, &loop);
-        int64_t now = monotonic_ns();
-        dispatch(e, &loop, now);
-        finish_completed_batches(e, &loop);
-
         pthread_mutex_lock(&e->lifecycle_mutex);
         int stopping = e->stopping;
         pthread_mutex_unlock(&e->lifecycle_mutex);
-        if (stopping && !loop.active_head && ring_count(&e->submit_ring) == 0)
+        if (stopping && ring_count(&e->submit_ring) == 0)
             break;
-
         struct pollfd pfd = {.fd = e->wake_fd, .events = POLLIN};
-        int rc = poll(&pfd, 1, next_poll_timeout_ms(&loop, now));
-        if (rc > 0)
+        if (poll(&pfd, 1, -1) > 0)
             eventfd_clear(e->wake_fd);
     }
     return NULL;
@@ -362,8 +203,6 @@ s3dl_status s3dl_engine_new(s3dl_engine **out)
     e->owner_pid = getpid();
     pthread_mutex_init(&e->lifecycle_mutex, NULL);
     pthread_mutex_init(&e->tags_mutex, NULL);
-    queue_init(&e->work_queue);
-    queue_init(&e->done_queue);
     pthread_once(&atfork_once, register_atfork);
     registry_add(e);
     *out = e;
@@ -417,13 +256,12 @@ static void stop_threads(s3dl_engine *e)
     ring_close(&e->submit_ring);
     engine_wake(e);
     pthread_join(e->thread, NULL);
-    queue_close(&e->work_queue);
-    for (int i = 0; i < e->worker_count; i++)
-        pthread_join(e->workers[i], NULL);
-    free(e->workers);
-    e->workers = NULL;
-    e->worker_count = 0;
+    file_pool_stop(&e->pool);
 }
+
+/* Reads smaller than this are not worth splitting across workers. */
+#define SPLIT_THRESHOLD ((size_t)32 << 20)
+#define PART_SIZE ((size_t)8 << 20)
 
 /* Caller holds lifecycle_mutex. */
 static s3dl_status start_locked(s3dl_engine *e)
@@ -433,28 +271,23 @@ static s3dl_status start_locked(s3dl_engine *e)
     e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->wake_fd < 0)
         goto fail_ring;
-    e->workers = calloc((size_t)e->options.io_threads, sizeof(pthread_t));
-    if (!e->workers)
+    struct file_pool_config config = {
+        .threads = e->options.io_threads,
+        .max_in_flight = e->options.max_in_flight,
+        .direct_alignment = e->options.direct_alignment,
+        .split_threshold = SPLIT_THRESHOLD,
+        .part_size = PART_SIZE,
+    };
+    if (file_pool_start(&e->pool, &config, &e->counters, on_batch_done, e) != 0)
         goto fail_fd;
-    e->work_queue.closed = 0;
     e->stopping = 0;
-    for (int i = 0; i < e->options.io_threads; i++) {
-        if (pthread_create(&e->workers[i], NULL, worker_main, e) != 0)
-            break;
-        e->worker_count++;
-    }
-    if (e->worker_count == 0 || pthread_create(&e->thread, NULL, engine_main, e) != 0) {
-        queue_close(&e->work_queue);
-        for (int i = 0; i < e->worker_count; i++)
-            pthread_join(e->workers[i], NULL);
-        free(e->workers);
-        e->workers = NULL;
-        e->worker_count = 0;
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        file_pool_stop(&e->pool);
         goto fail_fd;
     }
     e->started = 1;
-    atomic_fetch_add(&e->counters.engine_starts, 1);
-    S3DL_LOG(S3DL_LOG_DEBUG, "engine started: %d io threads, pid %d", e->worker_count,
+    atomic_fetch_add(&e->engine_starts, 1);
+    S3DL_LOG(S3DL_LOG_DEBUG, "engine started: %d io threads, pid %d", e->pool.thread_count,
              (int)e->owner_pid);
     return S3DL_OK;
 fail_fd:
@@ -512,8 +345,6 @@ void s3dl_engine_free(s3dl_engine *e)
     if (e->wake_fd >= 0)
         close(e->wake_fd);
     close(e->notify_fd);
-    queue_destroy(&e->work_queue);
-    queue_destroy(&e->done_queue);
     pthread_mutex_destroy(&e->lifecycle_mutex);
     pthread_mutex_destroy(&e->tags_mutex);
     free(e->tags);
@@ -556,7 +387,7 @@ uint64_t s3dl_engine_counter(s3dl_engine *e, s3dl_counter counter)
     case S3DL_COUNTER_BYTES_READ: return atomic_load(&e->counters.bytes_read);
     case S3DL_COUNTER_BYTES_WRITTEN: return atomic_load(&e->counters.bytes_written);
     case S3DL_COUNTER_DIRECT_FALLBACKS: return atomic_load(&e->counters.direct_fallbacks);
-    case S3DL_COUNTER_ENGINE_STARTS: return atomic_load(&e->counters.engine_starts);
+    case S3DL_COUNTER_ENGINE_STARTS: return atomic_load(&e->engine_starts);
     default: return 0;
     }
 }

@@ -1,5 +1,8 @@
 /* Private: the engine.  One per process in normal use: an engine thread that
- * schedules batches, a pool of file-I/O workers, and the queues between. */
+ * takes batches from the bounded submission ring and routes them (local
+ * items to the file pool now; HTTP items to libcurl multi on this thread
+ * later), and the completion side: batch condition variables for blocking
+ * waiters and a tag queue + eventfd for event loops. */
 #ifndef S3DL_ENGINE_H
 #define S3DL_ENGINE_H
 
@@ -8,17 +11,9 @@
 #include <sys/types.h>
 
 #include "batch.h"
+#include "file_pool.h"
 #include "ring.h"
 #include "s3dlio.h"
-
-/* A FIFO of items linked through item->next, under its own lock. */
-struct item_queue {
-    struct s3dl_item *head;
-    struct s3dl_item *tail;
-    pthread_mutex_t mutex;
-    pthread_cond_t not_empty;
-    int closed;
-};
 
 struct engine_options {
     int io_threads;
@@ -27,33 +22,22 @@ struct engine_options {
     size_t direct_alignment;
 };
 
-struct engine_counters {
-    _Atomic uint64_t items_completed;
-    _Atomic uint64_t bytes_read;
-    _Atomic uint64_t bytes_written;
-    _Atomic uint64_t direct_fallbacks;
-    _Atomic uint64_t engine_starts;
-};
-
 struct s3dl_engine {
     pthread_mutex_t lifecycle_mutex; /* start, stop, rebuild after fork */
     int started;
     int stopping;
-    pid_t owner_pid;
+    pid_t owner_pid;                 /* process whose threads and fds these are */
     struct engine_options options;
-    struct engine_counters counters;
+    struct file_pool_counters counters;
+    _Atomic uint64_t engine_starts;
 
-    struct ring submit_ring;        /* of struct s3dl_batch* */
-    int wake_fd;                    /* eventfd: wakes the engine thread */
-    int notify_fd;                  /* eventfd: completed notify-batches */
+    struct ring submit_ring;         /* of struct s3dl_batch* */
+    int wake_fd;                     /* eventfd: wakes the engine thread */
+    int notify_fd;                   /* eventfd: completed notify-batches */
     pthread_t thread;
+    struct file_pool pool;
 
-    struct item_queue work_queue;   /* engine -> workers */
-    struct item_queue done_queue;   /* workers -> engine */
-    pthread_t *workers;
-    int worker_count;
-
-    pthread_mutex_t tags_mutex;     /* completed notify tags */
+    pthread_mutex_t tags_mutex;      /* completed notify tags */
     uint64_t *tags;
     size_t tags_count;
     size_t tags_capacity;
@@ -67,7 +51,7 @@ s3dl_status engine_ensure_running(s3dl_engine *engine);
 /* Queues a built batch for the engine thread (blocks while the ring is full). */
 s3dl_status engine_submit(s3dl_engine *engine, struct s3dl_batch *batch);
 
-/* Wakes the engine thread (submissions, completions, cancels). */
-void engine_wake(s3dl_engine *engine);
+/* Tells the engine that `batch` was cancelled. */
+void engine_notice_cancel(s3dl_engine *engine, struct s3dl_batch *batch);
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "aligned_buf.h"
+#include "file_pool.h"
 #include "log.h"
 #include "status.h"
 
@@ -124,7 +125,15 @@ static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
     }
     if (!direct && length >= (1u << 20))
         posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_SEQUENTIAL);
-    ssize_t got = pread_full(fd, buf, span, read_from);
+    ssize_t got;
+    int read_err = 0;
+    if (ctx->pool && span >= ctx->split_threshold) {
+        got = file_pool_parallel_read(ctx->pool, fd, buf, span, read_from, &read_err);
+        if (got < 0)
+            errno = read_err;
+    } else {
+        got = pread_full(fd, buf, span, read_from);
+    }
     if (got < 0 && direct && errno == EINVAL) {
         /* Some filesystems accept O_DIRECT at open and refuse the read. */
         atomic_fetch_add(ctx->direct_fallbacks, 1);

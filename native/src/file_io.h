@@ -8,8 +8,12 @@
 
 #include "batch.h"
 
+struct file_pool;
+
 struct file_io_context {
     size_t alignment;                   /* O_DIRECT alignment (power of two) */
+    struct file_pool *pool;             /* splits large reads; NULL = never */
+    size_t split_threshold;
     _Atomic uint64_t *bytes_read;
     _Atomic uint64_t *bytes_written;
     _Atomic uint64_t *direct_fallbacks;

@@ -281,7 +281,8 @@ int main(void)
                  S3DL_E_INVALID_ARGUMENT);
     CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_IO_THREADS, 3), S3DL_OK);
 
-    size_t sizes[] = {0, 1, 511, 4095, 4096, 4097, 65536 + 17, 3 * 1024 * 1024 + 5};
+    size_t sizes[] = {0,     1,     511, 4095, 4096, 4097, 65536 + 17, 3 * 1024 * 1024 + 5,
+                      ((size_t)40 << 20) + 123 /* split across workers */};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         test_round_trip(0, sizes[i]);
         test_round_trip(S3DL_F_DIRECT, sizes[i]);
