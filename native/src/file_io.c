@@ -18,6 +18,7 @@
 #include "aligned_buf.h"
 #include "file_pool.h"
 #include "log.h"
+#include "read_plan.h"
 #include "status.h"
 
 /* O_DIRECT writes go through a bounce buffer of this size when the caller's
@@ -96,27 +97,24 @@ static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
         goto out;
     }
     uint64_t size = (uint64_t)st.st_size;
-    uint64_t offset = 0, length = size;
-    if (item->flags & S3DL_F_RANGE) {
-        if (item->offset > size) {
-            item_fail(item, S3DL_E_RANGE, 0, "offset %llu is past the end of %s (%llu bytes)",
-                      (unsigned long long)item->offset, item->target, (unsigned long long)size);
-            goto out;
-        }
-        offset = item->offset;
-        length = size - offset;
-        if (item->length != S3DL_LENGTH_TO_END && item->length < length)
-            length = item->length;
+    int ranged = (item->flags & S3DL_F_RANGE) != 0;
+    struct read_plan plan;
+    s3dl_status planned = read_plan_make(size, ranged ? item->offset : 0,
+                                         ranged ? item->length : S3DL_LENGTH_TO_END,
+                                         direct ? ctx->alignment : 1, &plan);
+    if (planned == S3DL_E_RANGE) {
+        item_fail(item, S3DL_E_RANGE, 0, "offset %llu is past the end of %s (%llu bytes)",
+                  (unsigned long long)item->offset, item->target, (unsigned long long)size);
+        goto out;
     }
-    if (length > (uint64_t)SSIZE_MAX) {
+    if (planned != S3DL_OK || plan.span > (uint64_t)SSIZE_MAX) {
         item_fail(item, S3DL_E_NOMEM, ENOMEM, "%s is too large to read into memory",
                   item->target);
         goto out;
     }
-
+    uint64_t offset = plan.offset, length = plan.length, read_from = plan.read_from;
+    size_t span = (size_t)plan.span;
     size_t align = direct ? ctx->alignment : 64;
-    uint64_t read_from = direct ? align_down(offset, align) : offset;
-    size_t span = direct ? align_up((size_t)(offset + length - read_from), align) : (size_t)length;
     uint8_t *buf = aligned_buf_alloc(align, span);
     if (!buf) {
         item_fail(item, S3DL_E_NOMEM, ENOMEM, "cannot allocate %zu bytes for %s", span,
