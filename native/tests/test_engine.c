@@ -214,8 +214,21 @@ static void test_cancel(void)
         ok += st[i] == S3DL_OK;
         cancelled += st[i] == S3DL_E_CANCELLED;
     }
-    CHECK_EQ_INT(ok + cancelled, N);
-    CHECK(cancelled > 0);
+    CHECK_EQ_INT(ok + cancelled, N); /* how many ran first depends on timing */
+    s3dl_batch_free(b);
+
+    /* Cancelled before submit: nothing runs, deterministically. */
+    CHECK_EQ_INT(s3dl_batch_new(engine, &b), S3DL_OK);
+    for (int i = 0; i < N; i++)
+        s3dl_batch_add(b, S3DL_OP_STAT, path, 0, 0, NULL, 0, 0, NULL);
+    CHECK_EQ_INT(s3dl_batch_cancel(b), S3DL_OK);
+    CHECK_EQ_INT(s3dl_batch_submit(b), S3DL_OK);
+    CHECK_EQ_INT(s3dl_batch_wait(b, -1), S3DL_OK);
+    s3dl_batch_take_results(b, N, st, NULL, NULL, NULL);
+    cancelled = 0;
+    for (int i = 0; i < N; i++)
+        cancelled += st[i] == S3DL_E_CANCELLED;
+    CHECK_EQ_INT(cancelled, N);
     s3dl_batch_free(b);
 
     /* Freeing a running batch cancels and waits instead of crashing. */
@@ -260,7 +273,7 @@ static void test_fork(void)
         s3dl_status st = run_one(S3DL_OP_GET, "many/obj-0003", 0, 0, NULL, 0, 0, &got, &n, NULL);
         int good = st == S3DL_OK && n == 6 && memcmp(got, "body-3", 6) == 0 &&
                    s3dl_engine_counter(engine, S3DL_COUNTER_ENGINE_STARTS) == starts + 1;
-        _exit(good && check_failures == 0 ? 0 : 1);
+        _exit(good ? 0 : 1); /* the parent's failure count came along; ignore it */
     }
     int status = 0;
     waitpid(pid, &status, 0);
