@@ -205,6 +205,17 @@ def run(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     try:
         batch.submit()
         batch.wait()
+    except BaseException:
+        batch.free()
+        _logbridge.drain()
+        raise
+    return _finish(batch)
+
+
+def _finish(batch: Batch) -> tuple[Batch, list[int], list[BytesView]]:
+    """Takes a completed batch's results (freeing the batch if that fails)
+    and moves the core's queued log lines into Python logging."""
+    try:
         statuses, views = batch.take()
     except BaseException:
         batch.free()
@@ -304,12 +315,5 @@ async def run_async(requests: Sequence[Request], max_in_flight: int = DEFAULT_MA
         # The batch finishes soon; free it then, off this coroutine.
         fut.add_done_callback(lambda _f: batch.free())
         raise
-    try:
-        statuses, views = batch.take()
-    except BaseException:
-        batch.free()
-        raise
-    finally:
-        _logbridge.drain()
-    return batch, statuses, views
+    return _finish(batch)
 
