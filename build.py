@@ -6,7 +6,7 @@
 1. CMake configures and builds ``native/`` (the C core, ``libs3dlio.so``).
 2. The cffi definitions are cut from ``native/include/s3dlio.h`` between the
    CDEF-BEGIN/CDEF-END markers -- the header is the one source of truth, and
-   ``tests/test_binding.py`` fails if anything drifts.
+   ``tests/test_native_build.py`` fails if anything drifts.
 3. cffi compiles ``s3dlio._s3dl_cffi`` against the header, linked with an
    ``$ORIGIN`` rpath so the library is found beside it without
    ``LD_LIBRARY_PATH``; ``s3dlio._bytesview`` (the zero-copy buffer type) is

@@ -20,7 +20,7 @@ from .asyncops import (exists_async, get_async, get_many_async, get_range_async,
                        put_many_async, stat_async, stat_many_async)
 from .compat import get_object, list_objects, stat_object
 from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
-                     InvalidRangeError, InvalidURIError, IsADirectoryError, NoSpaceError,
+                     InvalidArgumentError, InvalidRangeError, InvalidURIError, IsADirectoryError, NoSpaceError,
                      NotADirectoryError, NotFoundError, PermissionDeniedError, S3dlioError,
                      StorageIOError, ThrottledError, TimeoutError, UnsupportedError)
 from .transfer import download, upload
@@ -36,7 +36,7 @@ __all__ = [
     "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
     "stat_async", "stat_many_async", "exists_async",
     "get_object", "stat_object", "list_objects",
-    "S3dlioError", "NotFoundError", "InvalidURIError", "PermissionDeniedError",
+    "S3dlioError", "NotFoundError", "InvalidArgumentError", "InvalidURIError", "PermissionDeniedError",
     "AlreadyExistsError", "TimeoutError", "ChecksumMismatchError", "ThrottledError",
     "IsADirectoryError", "NotADirectoryError", "NoSpaceError", "InvalidRangeError",
     "UnsupportedError", "CancelledError", "StorageIOError",

@@ -29,6 +29,7 @@ F_MKDIRS = lib.S3DL_F_MKDIRS
 LENGTH_TO_END = lib.S3DL_LENGTH_TO_END
 
 DEFAULT_MAX_IN_FLIGHT = 64
+MAX_IN_FLIGHT_LIMIT = 1 << 20  # the core's bound (batch.c)
 _WAIT_SLICE_MS = 200  # sync waits wake this often so Ctrl-C is honoured
 _FREE_FN = int(ffi.cast("uintptr_t", ffi.addressof(lib, "s3dl_free")))
 
@@ -86,8 +87,9 @@ class Batch:
 
     def __init__(self, requests: Sequence[Request], max_in_flight: int,
                  timeout_ms: int = 0) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+        if not isinstance(max_in_flight, int) or not 1 <= max_in_flight <= MAX_IN_FLIGHT_LIMIT:
+            raise ValueError(f"max_in_flight must be an int from 1 to {MAX_IN_FLIGHT_LIMIT}, "
+                             f"got {max_in_flight!r}")
         self.requests = requests
         self.pid = os.getpid()
         out = ffi.new("s3dl_batch **")
@@ -252,6 +254,15 @@ class _Notifier:
                 loop.add_reader(self.fd, self.drain)
         return tag, fut
 
+    def forget(self, loop: asyncio.AbstractEventLoop, tag: int) -> None:
+        """Undoes expect() for a batch that was never submitted."""
+        with self.lock:
+            if self.pending.pop(tag, None) is not None:
+                self.loops[loop] -= 1
+                if self.loops[loop] == 0:
+                    del self.loops[loop]
+                    loop.remove_reader(self.fd)
+
     def drain(self) -> None:
         tags = ffi.new("uint64_t[]", 256)
         while True:
@@ -304,8 +315,7 @@ async def run_async(requests: Sequence[Request], max_in_flight: int = DEFAULT_MA
     try:
         batch.submit(notify_tag=tag)
     except BaseException:
-        with notifier.lock:
-            notifier.pending.pop(tag, None)
+        notifier.forget(loop, tag)
         batch.free()
         raise
     try:

@@ -7,7 +7,7 @@ import fnmatch
 import os
 from typing import Iterator, Optional
 
-from .errors import IsADirectoryError, NotFoundError, PermissionDeniedError
+from .errors import error_from_oserror
 from .uri import ParsedURI
 
 #: Marker in the names of in-progress atomic writes (see native/src/file_io.c).
@@ -18,7 +18,7 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TEMP_MARKER in name
 
 
-def _walk_files(root: str) -> Iterator[str]:
+def _walk_files(root: str, uri: str) -> Iterator[str]:
     """Yields every regular file under ``root`` (following no symlinked
     directories, so cycles cannot hang a listing)."""
     stack = [root]
@@ -35,51 +35,47 @@ def _walk_files(root: str) -> Iterator[str]:
                         yield entry.path
         except FileNotFoundError:
             continue  # removed while we walked
-        except PermissionError as exc:
-            raise PermissionDeniedError(f"permission denied listing {current}",
-                                        uri=current) from exc
+        except OSError as exc:
+            raise error_from_oserror(exc, uri) from exc
+
+
+def _directory_entries(directory: str, recursive: bool, uri: str) -> list[str]:
+    if recursive:
+        return list(_walk_files(directory, uri))
+    out = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if is_temp_name(entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    out.append(entry.path + "/")
+                elif entry.is_file():
+                    out.append(entry.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise error_from_oserror(exc, uri) from exc
+    return out
 
 
 def list_paths(parsed: ParsedURI, recursive: bool = True) -> list[str]:
-    """Paths under a local prefix, sorted.
+    """Paths selected by a local URI, sorted.
 
-    A prefix that names a directory lists its contents; otherwise the last
-    component is a name prefix within its parent (as object-store prefixes
-    behave).  Non-recursive listings return files plus sub-directories as
-    ``dir/`` entries, like a delimiter listing."""
+    A URI ending in ``/`` selects everything under that directory.  Any
+    other URI selects exactly the file of that name and, if a directory of
+    that name exists, everything under it -- never siblings that merely
+    share the prefix (``.../train`` does not select ``.../train2``).
+    Non-recursive listings return sub-directories as ``dir/`` entries."""
     path = parsed.path or "/"
-    if os.path.isdir(path):
-        parent, name_prefix = path, ""
+    if path.endswith("/"):
+        results = _directory_entries(path, recursive, parsed.raw)
     else:
-        parent, name_prefix = os.path.split(path)
-        if not os.path.isdir(parent):
-            return []
-    results: list[str] = []
-    try:
-        entries = list(os.scandir(parent))
-    except FileNotFoundError:
-        return []
-    except NotADirectoryError:
-        return []
-    except PermissionError as exc:
-        raise PermissionDeniedError(f"permission denied listing {parent}",
-                                    uri=parsed.raw) from exc
-    for entry in entries:
-        if not entry.name.startswith(name_prefix) or is_temp_name(entry.name):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            if recursive:
-                results.extend(_walk_files(entry.path))
-            else:
-                results.append(entry.path + "/")
-        elif entry.is_file():
-            results.append(entry.path)
+        results = [path] if os.path.isfile(path) else []
+        if os.path.isdir(path):
+            results += _directory_entries(path, recursive, parsed.raw)
     results.sort()
     return results
-
-
-def path_to_uri(scheme: str, path: str) -> str:
-    return f"{scheme}://{path}"
 
 
 def match_pattern(relative: str, pattern: Optional[str]) -> bool:
@@ -90,12 +86,3 @@ def match_pattern(relative: str, pattern: Optional[str]) -> bool:
     if fnmatch.fnmatchcase(relative, pattern):
         return True
     return "/" not in pattern and fnmatch.fnmatchcase(relative.rsplit("/", 1)[-1], pattern)
-
-
-def ensure_not_directory(parsed: ParsedURI) -> None:
-    if parsed.path and os.path.isdir(parsed.path):
-        raise IsADirectoryError(f"is a directory: {parsed.raw}", uri=parsed.raw)
-
-
-def missing(parsed: ParsedURI) -> NotFoundError:
-    return NotFoundError(f"not found: {parsed.raw}", uri=parsed.raw)

@@ -3,7 +3,7 @@ library agree on the version.  ``ffi`` and ``lib`` are used only by the
 modules in this package that talk to the engine (``_engine``, ``_logbridge``)."""
 from __future__ import annotations
 
-from .errors import S3dlioError
+from .errors import error_for_status
 
 try:
     from ._s3dl_cffi import ffi, lib  # type: ignore[import-not-found]
@@ -33,8 +33,9 @@ def version_string() -> str:
 
 
 def check(status: int, what: str) -> None:
-    """Raises for a failed call that is not about one URI (engine set-up)."""
+    """Raises for a failed call that is not about one URI (engine set-up,
+    batch options), through the same status table as per-item errors."""
     if status != lib.S3DL_OK:
         name = STATUS_NAMES.get(status, str(status))
         reason = ffi.string(lib.s3dl_strerror(status)).decode()
-        raise S3dlioError(f"{what}: {reason}", code=name)
+        raise error_for_status(name, f"{what}: {reason}")

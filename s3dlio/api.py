@@ -15,9 +15,10 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 from . import _engine
 from . import _local as _localfs
-from ._bytesview import BytesView
+from ._bytesview import BytesView, from_bytes
 from ._engine import Request
-from .errors import IsADirectoryError, InvalidRangeError, NotFoundError, UnsupportedError
+from .errors import (IsADirectoryError, InvalidRangeError, NotFoundError, UnsupportedError,
+                     error_from_oserror)
 from .uri import ParsedURI, parse_uri
 
 BytesLike = Union[bytes, bytearray, memoryview, BytesView, Any]
@@ -129,31 +130,33 @@ def get_range(uri: str, offset: int, length: Optional[int] = None) -> BytesView:
     """Reads ``length`` bytes at ``offset`` (to the end when ``length`` is
     None).  A range running past the end is shortened, as HTTP Range does;
     one starting past the end raises InvalidRangeError."""
+    req = _range_request(uri, offset, length)
+    if length == 0:
+        return _empty_range(uri, offset, stat(req.uri)["size"])
+    batch, view = _run_single(req)
+    batch.free()
+    return view
+
+
+def _range_request(uri: str, offset: int, length: Optional[int]) -> Request:
+    """Validates a range and builds its GET (shared by the async twin)."""
     if not isinstance(offset, int) or offset < 0:
         raise InvalidRangeError(f"offset must be a non-negative int, got {offset!r}", uri=uri)
     if length is not None and (not isinstance(length, int) or length < 0):
         raise InvalidRangeError(f"length must be a non-negative int or None, got {length!r}",
                                 uri=uri)
     parsed = _route_local(uri)
-    if length == 0:
-        # Zero bytes still checks that the object exists and the offset fits.
-        size = stat(parsed.raw)["size"]
-        if offset > size:
-            raise InvalidRangeError(f"offset {offset} is past the end of {uri} ({size} bytes)",
-                                    uri=uri)
-    req = Request(_engine.OP_GET, parsed.raw, parsed.path or "", offset=offset,
-                  length=_engine.LENGTH_TO_END if length is None else length,
-                  flags=_scheme_flags(parsed) | _engine.F_RANGE)
-    batch, view = _run_single(req)
-    batch.free()
-    if length == 0:
-        view.release()
-        return get_range_empty()
-    return view
+    return Request(_engine.OP_GET, parsed.raw, parsed.path or "", offset=offset,
+                   length=_engine.LENGTH_TO_END if length is None else length,
+                   flags=_scheme_flags(parsed) | _engine.F_RANGE)
 
 
-def get_range_empty() -> BytesView:
-    from ._bytesview import from_bytes
+def _empty_range(uri: str, offset: int, size: int) -> BytesView:
+    """A zero-length range: no read, but the object must exist and the
+    offset must fit, exactly as for any other range."""
+    if offset > size:
+        raise InvalidRangeError(f"offset {offset} is past the end of {uri} ({size} bytes)",
+                                uri=uri)
     return from_bytes(b"")
 
 
@@ -191,7 +194,10 @@ def get_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *,
 
 
 def _rfc3339(ns: int) -> str:
-    moment = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+    # Integer arithmetic: a float of ns since 1970 cannot hold microseconds.
+    seconds, rest = divmod(ns, 1_000_000_000)
+    moment = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    moment = moment.replace(microsecond=rest // 1000)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -237,8 +243,9 @@ def _stat_results(batch: _engine.Batch, statuses: Sequence[int],
 
 
 def exists(uri: str) -> bool:
-    """True if the object exists.  Only "not found" gives False; a bad URI,
-    a permission error or an outage raises, rather than lying."""
+    """True if the object exists.  False when it does not (or the name is a
+    directory, which is not an object); a bad URI, a permission error or an
+    outage raises rather than lying."""
     try:
         stat(uri)
         return True
@@ -282,7 +289,8 @@ def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> _li
 
 def relative_base(parsed: ParsedURI) -> str:
     """The URI that keys listed under ``parsed`` are relative to, ending in
-    ``/``: the prefix itself when it names a directory, else its parent."""
+    ``/``: the URI itself when it ends in ``/`` or names a directory, else
+    the parent of the object it names."""
     if parsed.is_local:
         path = parsed.path or "/"
         if path.endswith("/") or os.path.isdir(path):
@@ -294,10 +302,15 @@ def relative_base(parsed: ParsedURI) -> str:
 
 
 def mkdir(uri: str) -> None:
-    """Creates a directory (and parents) on local schemes; a no-op on object
-    stores, which have no directories."""
-    parsed = _route_local(uri, require_key=False)
-    os.makedirs(parsed.path or "/", exist_ok=True)
+    """Creates a directory (and its parents) on local schemes.  Object
+    stores have no directories, so there it only validates the URI."""
+    parsed = parse_uri(uri, require_key=False)
+    if not parsed.is_local:
+        return
+    try:
+        os.makedirs(parsed.path or "/", exist_ok=True)
+    except OSError as exc:
+        raise error_from_oserror(exc, parsed.raw) from exc
 
 
 def stats() -> dict[str, int]:

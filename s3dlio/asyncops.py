@@ -6,9 +6,10 @@ from typing import Any, Optional, Sequence
 
 from . import _engine
 from ._bytesview import BytesView
-from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _get_requests,
-                  _put_requests, _raise_first, _stat_results, _stat_requests, get_range)
-from .errors import InvalidRangeError, NotFoundError
+from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
+                  _get_requests, _put_requests, _raise_first, _range_request, _stat_requests,
+                  _stat_results)
+from .errors import IsADirectoryError, NotFoundError
 
 
 async def put_async(uri: str, data: BytesLike, *, fsync: bool = False,
@@ -35,14 +36,9 @@ async def get_async(uri: str) -> BytesView:
 
 async def get_range_async(uri: str, offset: int, length: Optional[int] = None) -> BytesView:
     """Async :func:`s3dlio.get_range`."""
-    if not isinstance(offset, int) or offset < 0 or (
-            length is not None and (not isinstance(length, int) or length <= 0)):
-        return get_range(uri, offset, length)  # validates and raises, or handles length 0
-    from .api import _route_local, _scheme_flags
-    parsed = _route_local(uri)
-    req = _engine.Request(_engine.OP_GET, parsed.raw, parsed.path or "", offset=offset,
-                          length=length if length is not None else _engine.LENGTH_TO_END,
-                          flags=_scheme_flags(parsed) | _engine.F_RANGE)
+    req = _range_request(uri, offset, length)
+    if length == 0:
+        return _empty_range(uri, offset, (await stat_async(req.uri))["size"])
     batch, statuses, views = await _engine.run_async([req], 1)
     ((_, view),) = _collect_many(batch, statuses, views, return_exceptions=False)
     return view
@@ -75,9 +71,9 @@ async def exists_async(uri: str) -> bool:
     try:
         await stat_async(uri)
         return True
-    except NotFoundError:
+    except (NotFoundError, IsADirectoryError):
         return False
 
 
 __all__ = ["put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
-           "stat_async", "stat_many_async", "exists_async", "InvalidRangeError"]
+           "stat_async", "stat_many_async", "exists_async"]

@@ -40,7 +40,12 @@ class NotFoundError(S3dlioError, FileNotFoundError):
     """The object, file or bucket does not exist."""
 
 
-class InvalidURIError(S3dlioError, ValueError):
+class InvalidArgumentError(S3dlioError, ValueError):
+    """An argument is out of range or malformed (a name too long for the
+    filesystem, a range that overflows, an option out of bounds)."""
+
+
+class InvalidURIError(InvalidArgumentError):
     """The URI is malformed, names an unknown scheme, or is unsafe."""
 
 
@@ -94,7 +99,7 @@ class StorageIOError(S3dlioError, OSError):
 
 # Native status name -> (class, errno to attach).  Order follows s3dl_status.
 _STATUS_CLASSES = {
-    "S3DL_E_INVALID_ARGUMENT": (InvalidURIError, _errno.EINVAL),
+    "S3DL_E_INVALID_ARGUMENT": (InvalidArgumentError, _errno.EINVAL),
     "S3DL_E_NOMEM": (StorageIOError, _errno.ENOMEM),
     "S3DL_E_NOT_FOUND": (NotFoundError, _errno.ENOENT),
     "S3DL_E_PERMISSION": (PermissionDeniedError, _errno.EACCES),
@@ -115,6 +120,23 @@ _STATUS_CLASSES = {
     "S3DL_E_STATE": (S3dlioError, None),
     "S3DL_E_INTERNAL": (S3dlioError, None),
 }
+
+
+_ERRNO_STATUS = {
+    _errno.ENOENT: "S3DL_E_NOT_FOUND", _errno.EACCES: "S3DL_E_PERMISSION",
+    _errno.EPERM: "S3DL_E_PERMISSION", _errno.EROFS: "S3DL_E_PERMISSION",
+    _errno.EEXIST: "S3DL_E_EXISTS", _errno.ENOSPC: "S3DL_E_NO_SPACE",
+    _errno.EDQUOT: "S3DL_E_NO_SPACE", _errno.EISDIR: "S3DL_E_IS_DIRECTORY",
+    _errno.ENOTDIR: "S3DL_E_NOT_DIRECTORY", _errno.ENAMETOOLONG: "S3DL_E_INVALID_ARGUMENT",
+}
+
+
+def error_from_oserror(exc: OSError, uri: str) -> S3dlioError:
+    """Translates an OSError raised by Python-side file work (listing,
+    mkdir) into the same classes the native core's statuses map to."""
+    name = _ERRNO_STATUS.get(exc.errno or 0, "S3DL_E_IO")
+    return error_for_status(name, f"{exc.strerror or exc}: {uri}", uri=uri,
+                            sys_errno=exc.errno)
 
 
 def error_for_status(status_name: str, message: str, *, uri: Optional[str] = None,

@@ -59,9 +59,16 @@ def _reject(uri: str, why: str) -> InvalidURIError:
 
 
 def _check_segments(uri: str, key: str) -> None:
-    for segment in key.split("/"):
+    """Rejects '.', '..' and empty segments; a trailing '/' (a prefix) is
+    fine.  Empty segments would let two URIs name one local file."""
+    segments = key.split("/")
+    if segments and segments[-1] == "":
+        segments.pop()
+    for segment in segments:
         if segment in (".", ".."):
             raise _reject(uri, f"'{segment}' path segments are not allowed")
+        if segment == "" and key:
+            raise _reject(uri, "empty path segments ('//') are not allowed")
 
 
 def parse_uri(uri: str, *, require_key: bool = True) -> ParsedURI:

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
     "ftp://host/x", "http://host/x", "/no/scheme", "file:relative", "file://relative/x",
     "s3://", "s3:///key", "az://account", "az://account//key",
     "file:///tmp/a/../b", "file:///tmp/./b", "s3://bucket/a/../b", "file:///tmp/nul\x00x",
-    "file:///tmp/line\nbreak", "", "file:///tmp/" + "x" * 5000,
+    "file:///tmp/line\nbreak", "", "file:///tmp/" + "x" * 5000, "file:///tmp//x",
+    "s3://bucket/a//b",
 ])
 def test_invalid_uris_rejected_before_io(uri):
     with pytest.raises(s3dlio.InvalidURIError) as info:
@@ -154,6 +155,48 @@ def test_failed_put_leaves_no_debris(backend):
         s3dlio.put(backend.uri("d"), b"2")
     root = Path(backend.prefix.split("://", 1)[1])
     assert _debris(root) == []
+
+
+def test_long_names_up_to_the_filesystem_limit(backend):
+    name = "n" * 255  # NAME_MAX: the temporary name must not be longer
+    s3dlio.put(backend.uri(name), b"long")
+    assert s3dlio.get(backend.uri(name)) == b"long"
+    assert s3dlio.list(backend.prefix) == [backend.uri(name)]
+    with pytest.raises(s3dlio.InvalidArgumentError) as info:
+        s3dlio.put(backend.uri("n" * 256), b"too long")
+    assert isinstance(info.value, ValueError)
+    assert not isinstance(info.value, s3dlio.InvalidURIError)
+
+
+def test_fifo_is_refused_not_waited_on(backend):
+    root = Path(backend.prefix.split("://", 1)[1])
+    os.mkfifo(root / "pipe")
+    with pytest.raises(s3dlio.UnsupportedError, match="not a regular file"):
+        s3dlio.get(backend.uri("pipe"))
+    with pytest.raises(s3dlio.UnsupportedError):
+        s3dlio.stat(backend.uri("pipe"))
+
+
+def test_range_overflow_is_an_argument_error(backend):
+    s3dlio.put(backend.uri("r.bin"), b"abc")
+    with pytest.raises(s3dlio.InvalidArgumentError) as info:
+        s3dlio.get_range(backend.uri("r.bin"), 2**64 - 10, 100)
+    assert not isinstance(info.value, s3dlio.InvalidURIError)
+
+
+def test_out_of_range_options(backend):
+    with pytest.raises(ValueError):
+        s3dlio.get_many([backend.uri("x")], max_in_flight=2**21)
+
+
+def test_mkdir_errors_are_s3dlio_errors(backend):
+    s3dlio.put(backend.uri("file"), b"x")
+    with pytest.raises(s3dlio.S3dlioError) as info:
+        s3dlio.mkdir(backend.uri("file/sub"))
+    assert info.value.uri == backend.uri("file/sub")
+    s3dlio.mkdir(backend.uri("new/dir/"))
+    assert os.path.isdir(backend.prefix.split("://", 1)[1] + "new/dir")
+    s3dlio.mkdir("s3://bucket/prefix/")  # no directories on object stores: nothing to do
 
 
 def test_unsupported_backend_is_clear():

@@ -121,10 +121,13 @@ def test_list_sorted_recursive_full_uris(backend):
     assert s3dlio.list(backend.prefix) == [backend.uri(k) for k in sorted(keys)]
     assert s3dlio.list(backend.uri("b/")) == [backend.uri(k) for k in
                                               ["b/1.bin", "b/2.bin", "b/c/3.bin"]]
-    # A bare prefix matches names, as on object stores.
+    # Without a trailing '/', a URI selects exactly that object and/or that
+    # directory, never siblings sharing the prefix.
     assert s3dlio.list(backend.uri("b")) == [backend.uri(k) for k in
                                              ["b/1.bin", "b/2.bin", "b/c/3.bin"]]
-    assert s3dlio.list(backend.uri("a")) == [backend.uri("a.bin")]
+    assert s3dlio.list(backend.uri("a.bin")) == [backend.uri("a.bin")]
+    assert s3dlio.list(backend.uri("a")) == []
+    assert s3dlio.list(backend.prefix, pattern="a*") == [backend.uri("a.bin")]
     assert s3dlio.list(backend.prefix, pattern="*.bin") == [
         backend.uri(k) for k in sorted(keys) if k.endswith(".bin")]
     assert s3dlio.list(backend.prefix, recursive=False) == [
@@ -140,6 +143,17 @@ def test_list_hides_in_progress_writes(backend):
     assert s3dlio.list(backend.prefix) == [backend.uri("x.bin")]
 
 
+def test_last_modified_is_exact(backend):
+    import datetime as dt
+    uri = backend.uri("t.bin")
+    s3dlio.put(uri, b"x")
+    path = uri.split("://", 1)[1]
+    os.utime(path, ns=(0, 1_700_000_000_999_999_999))
+    assert s3dlio.stat(uri)["last_modified"] == "2023-11-14T22:13:20.999999Z"
+    parsed = dt.datetime.fromisoformat(s3dlio.stat(uri)["last_modified"].replace("Z", "+00:00"))
+    assert parsed.timestamp() == pytest.approx(1_700_000_000.999999)
+
+
 def test_stat_fields(backend):
     uri = backend.uri("meta/data.json")
     s3dlio.put(uri, b"{}")
@@ -153,6 +167,9 @@ def test_stat_fields(backend):
 def test_exists(backend):
     uri = backend.uri("e.bin")
     assert s3dlio.exists(uri) is False
+    s3dlio.put(backend.uri("dir/x"), b"1")
+    assert s3dlio.exists(backend.uri("dir")) is False
+    assert asyncio.run(s3dlio.exists_async(backend.uri("dir"))) is False
     s3dlio.put(uri, b"1")
     assert s3dlio.exists(uri) is True
     with pytest.raises(s3dlio.InvalidURIError):
@@ -167,8 +184,9 @@ def test_delete(backend):
     s3dlio.delete(uri)  # deleting a missing object succeeds, as on S3
     for k in ["t/1", "t/2", "t/u/3", "keep"]:
         s3dlio.put(backend.uri(k), b"v")
-    s3dlio.delete(backend.uri("t/"), recursive=True)
-    assert s3dlio.list(backend.prefix) == [backend.uri("keep")]
+    s3dlio.put(backend.uri("t2"), b"sibling")
+    s3dlio.delete(backend.uri("t"), recursive=True)  # t/... only, not t2
+    assert s3dlio.list(backend.prefix) == [backend.uri("keep"), backend.uri("t2")]
 
 
 def test_put_many_get_many_in_order(backend):

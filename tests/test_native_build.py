@@ -28,11 +28,12 @@ def installed_prefix(tmp_path_factory):
     work = tmp_path_factory.mktemp("cmake")
     prefix = work / "prefix"
     subprocess.run(["cmake", "-S", str(ROOT / "native"), "-B", str(work / "build"),
-                    "-DS3DL_BUILD_TESTS=OFF", f"-DCMAKE_INSTALL_PREFIX={prefix}"],
-                   check=True, capture_output=True)
+                    "-DS3DL_BUILD_TESTS=OFF"], check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(work / "build"), "-j", "2"], check=True,
                    capture_output=True)
-    subprocess.run(["cmake", "--install", str(work / "build")], check=True, capture_output=True)
+    # The prefix is chosen at install time: the package must relocate.
+    subprocess.run(["cmake", "--install", str(work / "build"), "--prefix", str(prefix)],
+                   check=True, capture_output=True)
     return prefix
 
 

@@ -21,7 +21,9 @@
  *    pinned and only ever appended; s3dl_strerror() names them.
  *  - Handles are opaque.  "Caller owns" means the caller must release the
  *    object with the named function; "borrowed" means the library keeps it.
- *  - All functions are thread-safe unless a comment says otherwise.
+ *  - Functions are thread-safe, with one exception: a batch is built
+ *    (s3dl_batch_add*, s3dl_batch_setopt) by one thread at a time.  Once
+ *    submitted, any thread may wait on, cancel, or read it.
  *  - Bad input returns S3DL_E_INVALID_ARGUMENT; the library never aborts the
  *    process.
  *  - Fork: after fork() the child may keep using an engine created by the
@@ -73,7 +75,7 @@ typedef enum s3dl_status {
     S3DL_E_HTTP = 13,            /* HTTP error not covered by another code */
     S3DL_E_NETWORK = 14,         /* connection failed or reset */
     S3DL_E_CANCELLED = 15,       /* request cancelled before it finished */
-    S3DL_E_BUSY = 16,            /* submission ring full (non-blocking submit) */
+    S3DL_E_BUSY = 16,            /* reserved for a non-blocking submit */
     S3DL_E_RANGE = 17,           /* range starts past the end of the object */
     S3DL_E_UNSUPPORTED = 18,     /* operation not supported for this target */
     S3DL_E_STATE = 19,           /* call not valid in the handle's state */
@@ -105,7 +107,8 @@ typedef enum s3dl_engine_option {
 } s3dl_engine_option;
 
 /* Creates an engine.  On success *out is caller-owned; release it with
- * s3dl_engine_free().  The engine thread starts lazily on first submit. */
+ * s3dl_engine_free().  The engine thread starts lazily, on the first submit
+ * or the first s3dl_engine_notify_fd() call. */
 S3DL_API s3dl_status s3dl_engine_new(s3dl_engine **out);
 
 /* Sets an option.  Returns S3DL_E_STATE once the engine has started and
@@ -164,7 +167,7 @@ typedef enum s3dl_op {
 typedef enum s3dl_batch_option {
     S3DL_BATCH_MAX_IN_FLIGHT = 1, /* items of this batch running at once; default 64 */
     S3DL_BATCH_NOTIFY_TAG = 2,    /* on completion, queue this tag and signal the notify fd */
-    S3DL_BATCH_TIMEOUT_MS = 3     /* deadline for the whole batch; 0 = none */
+    S3DL_BATCH_TIMEOUT_MS = 3     /* deadline for the whole batch; 0 = none; max 10^12 */
 } s3dl_batch_option;
 
 /* Creates an empty batch bound to `engine`.  *out is caller-owned; free it

@@ -13,6 +13,8 @@
 
 #define DEFAULT_BATCH_IN_FLIGHT 64
 #define MAX_TARGET_LEN 4096
+/* About 31 years: far beyond any real deadline, and safe to turn into ns. */
+#define MAX_TIMEOUT_MS 1000000000000LL
 
 void item_fail(struct s3dl_item *item, s3dl_status status, int sys_errno, const char *fmt, ...)
 {
@@ -62,7 +64,7 @@ s3dl_status s3dl_batch_setopt(s3dl_batch *b, s3dl_batch_option option, int64_t v
         b->notify_tag = (uint64_t)value;
         return S3DL_OK;
     case S3DL_BATCH_TIMEOUT_MS:
-        if (value < 0)
+        if (value < 0 || value > MAX_TIMEOUT_MS)
             return S3DL_E_INVALID_ARGUMENT;
         b->timeout_ms = value;
         return S3DL_OK;

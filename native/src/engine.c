@@ -37,6 +37,7 @@ static void atfork_child(void)
         pthread_mutex_init(&e->lifecycle_mutex, NULL);
         pthread_mutex_init(&e->tags_mutex, NULL);
         e->tags_count = 0;
+        e->tags_reserved = 0;
         ring_reset_after_fork(&e->submit_ring);
         if (e->started)
             file_pool_reset_after_fork(&e->pool);
@@ -111,25 +112,40 @@ static int default_io_threads(void)
 
 /* ---- completion ------------------------------------------------------- */
 
+/* Reserves room for one completion tag, so that queuing it when the batch
+ * finishes can never fail.  Called at submit. */
+static s3dl_status reserve_notify_tag(s3dl_engine *e)
+{
+    s3dl_status st = S3DL_OK;
+    pthread_mutex_lock(&e->tags_mutex);
+    if (e->tags_count + e->tags_reserved == e->tags_capacity) {
+        size_t cap = e->tags_capacity ? e->tags_capacity * 2 : 64;
+        uint64_t *grown = realloc(e->tags, cap * sizeof(*grown));
+        if (grown) {
+            e->tags = grown;
+            e->tags_capacity = cap;
+        } else {
+            st = S3DL_E_NOMEM;
+        }
+    }
+    if (st == S3DL_OK)
+        e->tags_reserved++;
+    pthread_mutex_unlock(&e->tags_mutex);
+    return st;
+}
+
+static void release_notify_reservation(s3dl_engine *e)
+{
+    pthread_mutex_lock(&e->tags_mutex);
+    e->tags_reserved--;
+    pthread_mutex_unlock(&e->tags_mutex);
+}
+
 static void push_notify_tag(s3dl_engine *e, uint64_t tag)
 {
     pthread_mutex_lock(&e->tags_mutex);
-    if (e->tags_count == e->tags_capacity) {
-        size_t cap = e->tags_capacity ? e->tags_capacity * 2 : 64;
-        uint64_t *grown = realloc(e->tags, cap * sizeof(*grown));
-        if (!grown) {
-            /* Cannot lose a completion: retry later is impossible here, so
-             * keep the newest tag in the last slot's place is wrong too.
-             * Out of memory for a few words means the process is dying. */
-            pthread_mutex_unlock(&e->tags_mutex);
-            S3DL_LOG(S3DL_LOG_ERROR, "out of memory queuing completion tag %llu",
-                     (unsigned long long)tag);
-            return;
-        }
-        e->tags = grown;
-        e->tags_capacity = cap;
-    }
-    e->tags[e->tags_count++] = tag;
+    e->tags_reserved--;
+    e->tags[e->tags_count++] = tag; /* room was reserved at submit */
     pthread_mutex_unlock(&e->tags_mutex);
     eventfd_signal(e->notify_fd);
 }
@@ -398,9 +414,14 @@ s3dl_status engine_submit(s3dl_engine *e, struct s3dl_batch *b)
     if (st != S3DL_OK)
         return st;
     b->deadline_ns = b->timeout_ms > 0 ? monotonic_ns() + b->timeout_ms * 1000000LL : 0;
+    if (b->has_notify_tag && (st = reserve_notify_tag(e)) != S3DL_OK)
+        return st;
     int rc = ring_push(&e->submit_ring, b, 1);
-    if (rc != 0)
+    if (rc != 0) {
+        if (b->has_notify_tag)
+            release_notify_reservation(e);
         return S3DL_E_STATE;
+    }
     engine_wake(e);
     return S3DL_OK;
 }

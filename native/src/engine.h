@@ -40,6 +40,7 @@ struct s3dl_engine {
     pthread_mutex_t tags_mutex;      /* completed notify tags */
     uint64_t *tags;
     size_t tags_count;
+    size_t tags_reserved;            /* slots promised to submitted batches */
     size_t tags_capacity;
 
     struct s3dl_engine *next_registered; /* fork registry link */

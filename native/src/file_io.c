@@ -33,7 +33,9 @@ static void fail_errno(struct s3dl_item *item, int err, const char *what)
 
 static int open_for_read(const struct file_io_context *ctx, struct s3dl_item *item, int *direct)
 {
-    int flags = O_RDONLY | O_CLOEXEC;
+    /* O_NONBLOCK: opening a FIFO must not hang a worker; regular files
+     * ignore the flag, and anything else is refused after fstat. */
+    int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
     if (*direct) {
         int fd = open(item->target, flags | O_DIRECT);
         if (fd >= 0 || errno != EINVAL)
@@ -66,6 +68,19 @@ static ssize_t pread_full(int fd, uint8_t *dst, size_t len, uint64_t offset)
     return (ssize_t)done;
 }
 
+/* Objects are regular files; directories, FIFOs, sockets and devices are
+ * not.  Returns 1 for a regular file, else records the failure. */
+static int regular_file_or_fail(struct s3dl_item *item, const struct stat *st)
+{
+    if (S_ISREG(st->st_mode))
+        return 1;
+    if (S_ISDIR(st->st_mode))
+        item_fail(item, S3DL_E_IS_DIRECTORY, EISDIR, "%s is a directory", item->target);
+    else
+        item_fail(item, S3DL_E_UNSUPPORTED, 0, "%s is not a regular file", item->target);
+    return 0;
+}
+
 static int fill_stat(struct s3dl_item *item, const struct stat *st)
 {
     if (!item->stat)
@@ -92,10 +107,8 @@ static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
         fail_errno(item, errno, "cannot stat");
         goto out;
     }
-    if (S_ISDIR(st.st_mode)) {
-        item_fail(item, S3DL_E_IS_DIRECTORY, EISDIR, "%s is a directory", item->target);
+    if (!regular_file_or_fail(item, &st))
         goto out;
-    }
     uint64_t size = (uint64_t)st.st_size;
     int ranged = (item->flags & S3DL_F_RANGE) != 0;
     struct read_plan plan;
@@ -276,9 +289,15 @@ static void do_put(const struct file_io_context *ctx, struct s3dl_item *item)
     unsigned long long nonce = ((unsigned long long)getpid() << 40) ^
                                atomic_fetch_add(&put_sequence, 1) ^
                                ((unsigned long long)(uintptr_t)item << 8);
-    int n = snprintf(tmp, sizeof(tmp), "%.*s/.%s.s3dlio-tmp.%llx", (int)dir_len, item->target,
-                     slash + 1, nonce);
-    if (n < 0 || (size_t)n >= sizeof(tmp) || strlen(slash + 1) == 0) {
+    /* ".<name>.s3dlio-tmp.<hex>" keeps the name visible to whoever finds
+     * debris; a name too long for that uses ".s3dlio-tmp.<hex>" alone. */
+    const char *base = slash + 1;
+    int n = strlen(base) + 32 <= NAME_MAX
+                ? snprintf(tmp, sizeof(tmp), "%.*s/.%s.s3dlio-tmp.%llx", (int)dir_len,
+                           item->target, base, nonce)
+                : snprintf(tmp, sizeof(tmp), "%.*s/.s3dlio-tmp.%llx", (int)dir_len,
+                           item->target, nonce);
+    if (n < 0 || (size_t)n >= sizeof(tmp) || base[0] == '\0') {
         item_fail(item, S3DL_E_INVALID_ARGUMENT, ENAMETOOLONG, "bad target name %s",
                   item->target);
         return;
@@ -360,10 +379,8 @@ static void do_stat(struct s3dl_item *item)
         fail_errno(item, errno, "cannot stat");
         return;
     }
-    if (S_ISDIR(st.st_mode)) {
-        item_fail(item, S3DL_E_IS_DIRECTORY, EISDIR, "%s is a directory", item->target);
+    if (!regular_file_or_fail(item, &st))
         return;
-    }
     if (fill_stat(item, &st) == 0)
         item->status = S3DL_OK;
 }
