@@ -68,16 +68,22 @@ def build_native(build_dir: Path, sanitize: bool = False, build_type: str = "Rel
     return built
 
 
+def replace_file(source: Path, target: Path) -> None:
+    """Copies `source` over `target` by rename, so a process that has the old
+    shared object mapped keeps its (now unlinked) copy instead of crashing
+    while the file under it is rewritten."""
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copy2(source, staging)
+    os.replace(staging, target)
+
+
 def install_library(built: Path, package_dir: Path) -> None:
     """Places the library beside the binding under its soname (what the
     binding's NEEDED entry names) and as plain libs3dlio.so (for users who
     dlopen it or link against the installed package)."""
     package_dir.mkdir(parents=True, exist_ok=True)
     for name in (soname(), "libs3dlio.so"):
-        target = package_dir / name
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        shutil.copy2(built.resolve(), target)
+        replace_file(built.resolve(), package_dir / name)
 
 
 def make_ffibuilder(library_dir: Path | None = None):
@@ -114,15 +120,17 @@ def build_in_place(sanitize: bool = False) -> None:
     ffibuilder.compile(tmpdir=str(tmp), verbose=False)
     # cffi writes the module under tmpdir/s3dlio/; move it into the package.
     for built in (tmp / "s3dlio").glob("_s3dl_cffi*.so"):
-        shutil.copy2(built, PACKAGE / built.name)
+        replace_file(built, PACKAGE / built.name)
     from setuptools import Distribution
 
     dist = Distribution({"name": "s3dlio", "ext_modules": [bytesview_extension()]})
     cmd = dist.get_command_obj("build_ext")
-    cmd.inplace = True
     cmd.build_temp = str(ROOT / "build" / "ext")
+    cmd.build_lib = str(ROOT / "build" / "ext-lib")
     cmd.ensure_finalized()
     cmd.run()
+    for built in (ROOT / "build" / "ext-lib" / "s3dlio").glob("_bytesview*.so"):
+        replace_file(built, PACKAGE / built.name)
 
 
 if __name__ == "__main__":

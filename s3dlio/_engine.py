@@ -33,6 +33,22 @@ MAX_IN_FLIGHT_LIMIT = 1 << 20  # the core's bound (batch.c)
 _WAIT_SLICE_MS = 200  # sync waits wake this often so Ctrl-C is honoured
 _FREE_FN = int(ffi.cast("uintptr_t", ffi.addressof(lib, "s3dl_free")))
 
+#: Environment variables read once, when the engine is created.
+_ENV_OPTIONS = {
+    "S3DLIO_IO_THREADS": lib.S3DL_ENGINE_IO_THREADS,
+    "S3DLIO_MAX_IN_FLIGHT": lib.S3DL_ENGINE_MAX_IN_FLIGHT,
+    "S3DLIO_SPLIT_THRESHOLD": lib.S3DL_ENGINE_SPLIT_THRESHOLD,
+    "S3DLIO_PART_SIZE": lib.S3DL_ENGINE_PART_SIZE,
+}
+
+
+def _parse_int(name: str, value: str) -> int:
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
 _engine_lock = threading.Lock()
 _engine: Any = None
 
@@ -46,10 +62,11 @@ def engine() -> Any:
             if _engine is None:
                 out = ffi.new("s3dl_engine **")
                 check(lib.s3dl_engine_new(out), "cannot create the s3dlio engine")
-                threads = os.environ.get("S3DLIO_IO_THREADS")
-                if threads:
-                    check(lib.s3dl_engine_setopt(out[0], lib.S3DL_ENGINE_IO_THREADS,
-                                                 int(threads)), "S3DLIO_IO_THREADS")
+                for env, option in _ENV_OPTIONS.items():
+                    value = os.environ.get(env)
+                    if value:
+                        check(lib.s3dl_engine_setopt(out[0], option, _parse_int(env, value)),
+                              env)
                 _engine = out[0]
     return _engine
 

@@ -103,7 +103,9 @@ typedef enum s3dl_engine_option {
     S3DL_ENGINE_IO_THREADS = 1,         /* file-I/O workers; default min(4, cpus) */
     S3DL_ENGINE_SUBMIT_CAPACITY = 2,    /* submission ring slots (batches); default 1024 */
     S3DL_ENGINE_MAX_IN_FLIGHT = 3,      /* engine-wide item cap; default 256 */
-    S3DL_ENGINE_DIRECT_ALIGNMENT = 4    /* O_DIRECT alignment in bytes; default 4096 */
+    S3DL_ENGINE_DIRECT_ALIGNMENT = 4,   /* O_DIRECT alignment in bytes; default 4096 */
+    S3DL_ENGINE_SPLIT_THRESHOLD = 5,    /* local reads this long are split; default 32 MiB */
+    S3DL_ENGINE_PART_SIZE = 6           /* part size of split reads; default 8 MiB */
 } s3dl_engine_option;
 
 /* Creates an engine.  On success *out is caller-owned; release it with

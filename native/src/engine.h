@@ -20,6 +20,8 @@ struct engine_options {
     size_t submit_capacity;
     size_t max_in_flight;
     size_t direct_alignment;
+    size_t split_threshold;
+    size_t part_size;
 };
 
 struct s3dl_engine {

@@ -138,7 +138,11 @@ static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
         posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_SEQUENTIAL);
     ssize_t got;
     int read_err = 0;
-    if (ctx->pool && span >= ctx->split_threshold) {
+    /* Buffered reads are bound by page faults and copies, which parallel
+     * parts spread over the cores.  An O_DIRECT read goes out as one large
+     * request that the block layer already splits and queues in parallel;
+     * cutting it into per-worker parts only lowers the queue depth. */
+    if (ctx->pool && !direct && span >= ctx->split_threshold) {
         got = file_pool_parallel_read(ctx->pool, fd, buf, span, read_from, &read_err);
         if (got < 0)
             errno = read_err;
