@@ -11,7 +11,7 @@ import builtins
 import datetime as _dt
 import mimetypes
 import os
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, List, Optional, Sequence, Union
 
 from . import _engine
 from . import _local as _localfs
@@ -92,7 +92,7 @@ def put_bytes(uri: str, data: BytesLike) -> None:
 
 
 def _put_requests(items: Iterable[tuple[str, BytesLike]], fsync: bool,
-                  overwrite: bool) -> list[Request]:
+                  overwrite: bool) -> List[Request]:
     requests = []
     for uri, data in items:
         parsed = _route_local(uri)
@@ -160,7 +160,7 @@ def _empty_range(uri: str, offset: int, size: int) -> BytesView:
     return from_bytes(b"")
 
 
-def _get_requests(uris: Sequence[str]) -> list[Request]:
+def _get_requests(uris: Sequence[str]) -> List[Request]:
     requests = []
     for uri in uris:
         parsed = _route_local(uri)
@@ -170,7 +170,7 @@ def _get_requests(uris: Sequence[str]) -> list[Request]:
 
 
 def _collect_many(batch: _engine.Batch, statuses: Sequence[int], views: Sequence[BytesView],
-                  return_exceptions: bool) -> list[tuple[str, Any]]:
+                  return_exceptions: bool) -> List[tuple[str, Any]]:
     if not return_exceptions:
         _raise_first(batch, statuses, views)
     out = []
@@ -182,7 +182,7 @@ def _collect_many(batch: _engine.Batch, statuses: Sequence[int], views: Sequence
 
 def get_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *,
              workers: Optional[int] = None,
-             return_exceptions: bool = False) -> list[tuple[str, BytesView]]:
+             return_exceptions: bool = False) -> List[tuple[str, BytesView]]:
     """Reads many objects concurrently (``max_in_flight`` at once; ``workers``
     is accepted as the guide's name for it).  Returns ``(uri, BytesView)``
     pairs in input order.  By default the first failure in input order is
@@ -215,7 +215,7 @@ def _stat_dict(parsed: ParsedURI, native_stat: Any) -> dict[str, Any]:
     }
 
 
-def _stat_requests(uris: Sequence[str]) -> list[Request]:
+def _stat_requests(uris: Sequence[str]) -> List[Request]:
     return [Request(_engine.OP_STAT, p.raw, p.path or "") for p in map(_route_local, uris)]
 
 
@@ -227,7 +227,7 @@ def stat(uri: str) -> dict[str, Any]:
     return result
 
 
-def stat_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> list[dict]:
+def stat_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> List[dict]:
     """:func:`stat` for many URIs at once, in input order."""
     requests = _stat_requests(uris)
     batch, statuses, views = _engine.run(requests, max_in_flight)
@@ -235,7 +235,7 @@ def stat_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -
 
 
 def _stat_results(batch: _engine.Batch, statuses: Sequence[int],
-                  views: Sequence[BytesView]) -> list[dict]:
+                  views: Sequence[BytesView]) -> List[dict]:
     _raise_first(batch, statuses, views)
     out = [_stat_dict(parse_uri(req.uri), batch.stat(i)) for i, req in enumerate(batch.requests)]
     batch.free()
@@ -270,7 +270,7 @@ def delete(uri: str, recursive: bool = False) -> None:
     batch.free()
 
 
-def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> _list[str]:
+def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> List[str]:
     """Full URIs of the objects under the prefix ``uri``, sorted.
 
     ``recursive=False`` lists one level, with sub-prefixes as entries ending

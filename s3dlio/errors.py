@@ -30,7 +30,7 @@ class S3dlioError(Exception):
         self.code = code
         self.request_id = request_id
         if sys_errno is not None and isinstance(self, OSError):
-            self.errno = sys_errno
+            setattr(self, "errno", sys_errno)  # OSError's slot; set only on OSError subclasses
 
     def __str__(self) -> str:
         return self.message

@@ -61,7 +61,7 @@ def download(remote_uri: str, local_dir: str, pattern: Optional[str] = "*",
 
 def _copy(pairs: list[tuple[str, str]], max_in_flight: int) -> list[str]:
     window = max(1, max_in_flight)
-    written = []
+    written: list[str] = []
     for start in range(0, len(pairs), window):
         chunk = pairs[start:start + window]
         fetched = api.get_many([src for src, _ in chunk], max_in_flight=window)

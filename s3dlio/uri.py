@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from .errors import InvalidURIError
 
@@ -71,7 +71,7 @@ def _check_segments(uri: str, key: str) -> None:
             raise _reject(uri, "empty path segments ('//') are not allowed")
 
 
-def parse_uri(uri: str, *, require_key: bool = True) -> ParsedURI:
+def parse_uri(uri: Union[str, "ParsedURI"], *, require_key: bool = True) -> ParsedURI:
     """Parses and validates ``uri``.
 
     With ``require_key`` (object operations) the key must be non-empty and
