@@ -7,11 +7,11 @@
 
 #define HUGE_PAGE_SIZE (2u * 1024 * 1024)
 
-void *aligned_buf_alloc(size_t alignment, size_t size)
+void *aligned_buf_alloc(size_t alignment, size_t size, int huge_pages)
 {
     if (size == 0)
         size = 1;
-    if (size >= 4 * (size_t)HUGE_PAGE_SIZE && alignment < HUGE_PAGE_SIZE) {
+    if (huge_pages && size >= 4 * (size_t)HUGE_PAGE_SIZE && alignment < HUGE_PAGE_SIZE) {
         alignment = HUGE_PAGE_SIZE;
         size = align_up(size, HUGE_PAGE_SIZE);
     }
