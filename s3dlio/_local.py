@@ -33,8 +33,8 @@ def _walk_files(root: str, uri: str) -> Iterator[str]:
                         stack.append(entry.path)
                     elif entry.is_file():
                         yield entry.path
-        except FileNotFoundError:
-            continue  # removed while we walked
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # removed while we walked, or not a directory at all
         except OSError as exc:
             raise error_from_oserror(exc, uri) from exc
 

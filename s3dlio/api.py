@@ -255,7 +255,9 @@ def exists(uri: str) -> bool:
 
 def delete(uri: str, recursive: bool = False) -> None:
     """Deletes one object; deleting a missing object succeeds (as on S3).
-    ``recursive=True`` deletes every object under the prefix ``uri``."""
+    ``recursive=True`` deletes every object that :func:`list` selects for
+    ``uri``: the object of that name and everything under the directory of
+    that name, never siblings that merely share the prefix."""
     if recursive:
         parsed = _route_local(uri, require_key=False)
         targets = list(parsed.raw, recursive=True)
@@ -271,11 +273,15 @@ def delete(uri: str, recursive: bool = False) -> None:
 
 
 def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> List[str]:
-    """Full URIs of the objects under the prefix ``uri``, sorted.
+    """Full URIs of the objects ``uri`` selects, sorted.
 
-    ``recursive=False`` lists one level, with sub-prefixes as entries ending
-    in ``/``.  ``pattern`` is a glob matched against the key relative to the
-    prefix (or its base name when the pattern has no ``/``)."""
+    A URI ending in ``/`` selects everything under it; any other URI selects
+    exactly the object of that name and everything under the directory of
+    that name (``.../train`` never selects ``.../train2``; use
+    ``pattern="train*"`` for that).  ``recursive=False`` lists one level,
+    with sub-directories as entries ending in ``/``.  ``pattern`` is a glob
+    matched against the key relative to the listed directory (or its base
+    name when the pattern has no ``/``)."""
     parsed = _route_local(uri, require_key=False)
     paths = _localfs.list_paths(parsed, recursive=recursive)
     base_dir = relative_base(parsed)[len(parsed.scheme) + 3:]

@@ -29,7 +29,7 @@ def stat_object(uri: str) -> dict[str, Any]:
 
 def list_objects(uri: str, recursive: bool = True) -> list[str]:
     """Deprecated: use :func:`s3dlio.list`.  Returns keys relative to the
-    prefix rather than full URIs (the v0.8 behaviour)."""
+    listed directory rather than full URIs (the v0.8 behaviour)."""
     _warn("list_objects", "list")
     parsed = parse_uri(uri, require_key=False)
     full = api.list(parsed.raw, recursive=recursive)

@@ -2,8 +2,8 @@
 :class:`S3dlioError`; where a builtin fits, the class also derives from it, so
 ``except FileNotFoundError`` works as users expect.
 
-One funnel, :func:`raise_for_status`, turns native status codes into these
-classes; nothing else in the package maps codes to exceptions.
+One funnel, :func:`error_for_status`, turns native status names into these
+classes; :func:`error_from_oserror` routes Python-side OSErrors through it.
 """
 from __future__ import annotations
 
@@ -122,12 +122,15 @@ _STATUS_CLASSES = {
 }
 
 
+# Mirrors status_from_errno() in native/src/status.c.
 _ERRNO_STATUS = {
     _errno.ENOENT: "S3DL_E_NOT_FOUND", _errno.EACCES: "S3DL_E_PERMISSION",
     _errno.EPERM: "S3DL_E_PERMISSION", _errno.EROFS: "S3DL_E_PERMISSION",
     _errno.EEXIST: "S3DL_E_EXISTS", _errno.ENOSPC: "S3DL_E_NO_SPACE",
-    _errno.EDQUOT: "S3DL_E_NO_SPACE", _errno.EISDIR: "S3DL_E_IS_DIRECTORY",
-    _errno.ENOTDIR: "S3DL_E_NOT_DIRECTORY", _errno.ENAMETOOLONG: "S3DL_E_INVALID_ARGUMENT",
+    _errno.EDQUOT: "S3DL_E_NO_SPACE", _errno.EFBIG: "S3DL_E_NO_SPACE",
+    _errno.EISDIR: "S3DL_E_IS_DIRECTORY", _errno.ENOTDIR: "S3DL_E_NOT_DIRECTORY",
+    _errno.ENAMETOOLONG: "S3DL_E_INVALID_ARGUMENT", _errno.EINVAL: "S3DL_E_INVALID_ARGUMENT",
+    _errno.ENOMEM: "S3DL_E_NOMEM", _errno.ETIMEDOUT: "S3DL_E_TIMEOUT",
 }
 
 

@@ -28,7 +28,8 @@ def _join(prefix: str, relative: str) -> str:
 def upload(local_dir: str, remote_uri: str, pattern: Optional[str] = "*",
            max_in_flight: int = 32, recursive: bool = True) -> list[str]:
     """Copies files under ``local_dir`` that match the glob ``pattern`` to
-    ``remote_uri`` (a prefix), keeping relative paths.  Returns the
+    ``remote_uri`` (a directory-like URI; keys are appended), keeping
+    relative paths.  Returns the
     destination URIs, sorted."""
     root = _local_dir(local_dir)
     if not os.path.isdir(root):
@@ -47,8 +48,9 @@ def upload(local_dir: str, remote_uri: str, pattern: Optional[str] = "*",
 
 def download(remote_uri: str, local_dir: str, pattern: Optional[str] = "*",
              max_in_flight: int = 64, recursive: bool = True) -> list[str]:
-    """Copies objects under the prefix ``remote_uri`` that match ``pattern``
-    into ``local_dir``, keeping their paths relative to the prefix.  Returns
+    """Copies the objects that :func:`s3dlio.list` selects for ``remote_uri``
+    and that match ``pattern`` into ``local_dir``, keeping their paths
+    relative to the listed directory.  Returns
     the local file URIs written, sorted."""
     root = _local_dir(local_dir)
     prefix = parse_uri(remote_uri, require_key=False)

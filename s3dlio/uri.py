@@ -7,7 +7,8 @@ Accepted forms::
     file:///absolute/path      direct:///absolute/path   (O_DIRECT)
 
 Rejected at the boundary, before any I/O: unknown schemes, a missing bucket,
-NUL or other control characters, ``.`` and ``..`` path segments, and -- where
+NUL or other control characters, ``.``, ``..`` and empty (``//``) path
+segments, and -- where
 an object is required -- an empty key or a key ending in ``/``.  Keys are
 taken literally: no percent-decoding.
 """

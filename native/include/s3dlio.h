@@ -10,10 +10,11 @@
  * file descriptor and drains finished batch tags with
  * s3dl_engine_poll_completions().
  *
- * Inside, one engine thread takes batches from a bounded submission ring,
- * dispatches their items (at most `max_in_flight` per batch) to the local
- * file-I/O workers (and, later, to libcurl multi for HTTP), and collects
- * completions.  No callback ever runs on the engine thread into caller code.
+ * Inside, one engine thread takes batches from a bounded submission ring and
+ * routes them: local items to a pool of file-I/O workers, which claim them
+ * straight from the batch (at most `max_in_flight` per batch at once), and
+ * later HTTP items to libcurl multi on the engine thread itself.  No
+ * callback ever runs from the core into caller code.
  *
  * Conventions
  * -----------
@@ -66,7 +67,7 @@ typedef enum s3dl_status {
     S3DL_E_PERMISSION = 4,       /* access denied (EACCES, EPERM, HTTP 403) */
     S3DL_E_EXISTS = 5,           /* create-only write found an object */
     S3DL_E_IO = 6,               /* other I/O error; see detail errno */
-    S3DL_E_NO_SPACE = 7,         /* ENOSPC / EDQUOT */
+    S3DL_E_NO_SPACE = 7,         /* ENOSPC / EDQUOT / EFBIG */
     S3DL_E_IS_DIRECTORY = 8,     /* a directory where a file was expected */
     S3DL_E_NOT_DIRECTORY = 9,    /* a path component is not a directory */
     S3DL_E_TIMEOUT = 10,         /* deadline passed */
@@ -104,7 +105,7 @@ typedef enum s3dl_engine_option {
     S3DL_ENGINE_SUBMIT_CAPACITY = 2,    /* submission ring slots (batches); default 1024 */
     S3DL_ENGINE_MAX_IN_FLIGHT = 3,      /* engine-wide item cap; default 256 */
     S3DL_ENGINE_DIRECT_ALIGNMENT = 4,   /* O_DIRECT alignment in bytes; default 4096 */
-    S3DL_ENGINE_SPLIT_THRESHOLD = 5,    /* local reads this long are split; default 32 MiB */
+    S3DL_ENGINE_SPLIT_THRESHOLD = 5,    /* buffered reads this long are split; default 32 MiB */
     S3DL_ENGINE_PART_SIZE = 6           /* part size of split reads; default 8 MiB */
 } s3dl_engine_option;
 
@@ -119,14 +120,15 @@ S3DL_API s3dl_status s3dl_engine_setopt(s3dl_engine *engine, s3dl_engine_option 
                                         int64_t value);
 
 /* Stops the engine thread, cancels queued work, waits for running items and
- * frees the engine.  Batches still submitted complete with
- * S3DL_E_CANCELLED; they remain caller-owned.  NULL is a no-op. */
+ * frees the engine.  In batches still submitted, items that had not started
+ * complete with S3DL_E_CANCELLED; the batches remain caller-owned.  NULL is
+ * a no-op. */
 S3DL_API void s3dl_engine_free(s3dl_engine *engine);
 
 /* A file descriptor (eventfd) that becomes readable when a batch submitted
  * with S3DL_BATCH_NOTIFY_TAG completes.  Borrowed: valid until the engine is
- * freed, and rebuilt (a different number) in a forked child.  Returns -1
- * with no engine. */
+ * freed, and rebuilt (a different number) in a forked child.  Starts the
+ * engine if needed; returns -1 with no engine or if it cannot start. */
 S3DL_API int s3dl_engine_notify_fd(s3dl_engine *engine);
 
 /* Copies up to `max` tags of completed notify-batches into `tags` and
@@ -201,7 +203,9 @@ S3DL_API s3dl_status s3dl_batch_add_many(s3dl_batch *batch, s3dl_op op, size_t c
 S3DL_API size_t s3dl_batch_count(const s3dl_batch *batch);
 
 /* Hands the batch to the engine.  Blocks while the submission ring is full.
- * A batch is submitted once; an empty batch completes at once. */
+ * A batch is submitted once; an empty batch completes at once.  Returns
+ * S3DL_E_NOMEM if room for its notify tag cannot be reserved; after any
+ * failure the batch is still being built and may be submitted again. */
 S3DL_API s3dl_status s3dl_batch_submit(s3dl_batch *batch);
 
 /* Waits for the batch to finish.  timeout_ms < 0 waits forever.  Returns

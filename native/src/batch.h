@@ -30,7 +30,6 @@ struct s3dl_item {
     s3dl_detail *detail;    /* allocated only on failure */
 
     struct s3dl_batch *batch;
-    struct s3dl_item *next; /* link in the work and done queues */
 };
 
 enum batch_state { BATCH_BUILDING = 0, BATCH_SUBMITTED = 1, BATCH_DONE = 2 };
@@ -47,7 +46,7 @@ struct s3dl_batch {
     int64_t timeout_ms;
     int64_t deadline_ns;    /* monotonic; 0 = none; set at submit */
 
-    /* Owned by the engine thread while submitted. */
+    /* Scheduling state while submitted; changed under the file pool's lock. */
     size_t next_dispatch;
     size_t in_flight;
     size_t completed;

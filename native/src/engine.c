@@ -1,6 +1,7 @@
-/* The engine: an engine thread that takes batches from the submission ring,
- * keeps at most `max_in_flight` items of each batch running, hands local
- * file work to a pool of workers, and completes batches.  See s3dlio.h for
+/* The engine: an engine thread that takes batches from the submission ring
+ * and routes them to the file pool (file_pool.c), whose workers run items
+ * within each batch's max_in_flight; and the completion side (condition
+ * variables, notify tags and the eventfd).  See s3dlio.h for
  * the contract and docs/architecture.md for the design. */
 #define _GNU_SOURCE
 #include "engine.h"

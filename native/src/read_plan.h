@@ -1,6 +1,5 @@
 /* Private: the arithmetic of a ranged read, as a pure function so it can be
- * property-tested and fuzzed (native/tests/test_read_plan.c,
- * native/fuzz/fuzz_read_plan.c). */
+ * fuzzed (native/fuzz/fuzz_read_plan.c; its replay runs under ctest). */
 #ifndef S3DL_READ_PLAN_H
 #define S3DL_READ_PLAN_H
 
