@@ -20,6 +20,7 @@ OP_GET = lib.S3DL_OP_GET
 OP_PUT = lib.S3DL_OP_PUT
 OP_STAT = lib.S3DL_OP_STAT
 OP_DELETE = lib.S3DL_OP_DELETE
+OP_POST = lib.S3DL_OP_POST
 
 F_RANGE = lib.S3DL_F_RANGE
 F_DIRECT = lib.S3DL_F_DIRECT
@@ -87,7 +88,8 @@ def counters() -> dict[str, int]:
 @dataclass
 class Request:
     """One item of a batch.  ``uri`` is what errors name; ``target`` is what
-    the engine opens (a local path now, a URL for HTTP backends later)."""
+    the engine opens: a local path, or a URL sent through ``client`` (a
+    native s3dl_client, which signs it) with extra ``headers``."""
 
     op: int
     uri: str
@@ -96,6 +98,8 @@ class Request:
     length: int = LENGTH_TO_END
     data: Any = None
     flags: int = 0
+    client: Any = None
+    headers: tuple = ()
 
 
 class Batch:
@@ -104,6 +108,7 @@ class Batch:
 
     def __init__(self, requests: Sequence[Request], max_in_flight: int,
                  timeout_ms: int = 0) -> None:
+        """``requests`` must share one kind: all local, or all through one client."""
         if not isinstance(max_in_flight, int) or not 1 <= max_in_flight <= MAX_IN_FLIGHT_LIMIT:
             raise ValueError(f"max_in_flight must be an int from 1 to {MAX_IN_FLIGHT_LIMIT}, "
                              f"got {max_in_flight!r}")
@@ -119,6 +124,8 @@ class Batch:
             if timeout_ms:
                 check(lib.s3dl_batch_setopt(self.ptr, lib.S3DL_BATCH_TIMEOUT_MS, timeout_ms),
                       "timeout")
+            if requests and requests[0].client is not None:
+                check(lib.s3dl_batch_set_client(self.ptr, requests[0].client), "client")
             self._add_all(requests)
         except BaseException:
             self.free()
@@ -134,10 +141,15 @@ class Batch:
                 data = ffi.from_buffer(req.data)
                 size = len(data)
                 keep.append(data)
+            index = ffi.new("size_t *")
             status = lib.s3dl_batch_add(self.ptr, req.op, target, req.offset, req.length, data,
-                                        size, req.flags, ffi.NULL)
+                                        size, req.flags, index)
             if status != lib.S3DL_OK:
                 raise _error(status, req.uri, None)
+            for header in req.headers:
+                status = lib.s3dl_batch_add_header(self.ptr, index[0], header.encode())
+                if status != lib.S3DL_OK:
+                    raise _error(status, req.uri, None)
 
     def submit(self, notify_tag: Optional[int] = None) -> None:
         if notify_tag is not None:
@@ -217,31 +229,91 @@ def _error(status: int, uri: str, detail: Any) -> S3dlioError:
     return error_for_status(name, message, **kwargs)
 
 
-def run(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        timeout_ms: int = 0) -> tuple[Batch, list[int], list[BytesView]]:
-    """Runs a batch to completion.  The caller frees the returned batch."""
-    batch = Batch(requests, max_in_flight, timeout_ms)
-    try:
-        batch.submit()
-        batch.wait()
-    except BaseException:
-        batch.free()
-        _logbridge.drain()
-        raise
-    return _finish(batch)
+class Results:
+    """The outcome of requests that may have run as several batches (one per
+    kind: local, or each HTTP client), indexed in the caller's order."""
+
+    def __init__(self, requests: Sequence[Request], groups: list[tuple[Batch, list[int]]],
+                 statuses: list[int], views: list[BytesView]) -> None:
+        self.requests = requests
+        self._where: dict[int, tuple[Batch, int]] = {}
+        self._batches = [batch for batch, _ in groups]
+        for batch, indices in groups:
+            for j, i in enumerate(indices):
+                self._where[i] = (batch, j)
+        self.statuses = statuses
+        self.views = views
+
+    def error(self, index: int, status: int) -> S3dlioError:
+        batch, j = self._where[index]
+        return batch.error(j, status)
+
+    def stat(self, index: int) -> Any:
+        batch, j = self._where[index]
+        return batch.stat(j)
+
+    def free(self) -> None:
+        for batch in self._batches:
+            batch.free()
 
 
-def _finish(batch: Batch) -> tuple[Batch, list[int], list[BytesView]]:
-    """Takes a completed batch's results (freeing the batch if that fails)
-    and moves the core's queued log lines into Python logging."""
+def _group(requests: Sequence[Request]) -> list[list[int]]:
+    """Indices of requests that can share a batch (same client, or local)."""
+    groups: dict[int, list[int]] = {}
+    for i, req in enumerate(requests):
+        groups.setdefault(id(req.client), []).append(i)
+    return list(groups.values()) or [[]]
+
+
+def _collect(requests: Sequence[Request], batches: list[tuple[Batch, list[int]]]) -> Results:
+    statuses: list[int] = [0] * len(requests)
+    views: list[Any] = [None] * len(requests)
     try:
-        statuses, views = batch.take()
+        for batch, indices in batches:
+            got_statuses, got_views = batch.take()
+            for j, i in enumerate(indices):
+                statuses[i] = got_statuses[j]
+                views[i] = got_views[j]
     except BaseException:
-        batch.free()
+        for batch, _ in batches:
+            batch.free()
         raise
     finally:
         _logbridge.drain()
-    return batch, statuses, views
+    return Results(requests, batches, statuses, views)
+
+
+def _build(requests: Sequence[Request], max_in_flight: int,
+           timeout_ms: int) -> list[tuple[Batch, list[int]]]:
+    batches: list[tuple[Batch, list[int]]] = []
+    try:
+        for indices in _group(requests):
+            batches.append((Batch([requests[i] for i in indices], max_in_flight, timeout_ms),
+                            indices))
+    except BaseException:
+        for batch, _ in batches:
+            batch.free()
+        raise
+    return batches
+
+
+def run(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        timeout_ms: int = 0) -> tuple[Results, list[int], list[BytesView]]:
+    """Runs requests to completion (GIL released while waiting).  Returns the
+    results (the caller frees them), statuses and views in input order."""
+    batches = _build(requests, max_in_flight, timeout_ms)
+    try:
+        for batch, _ in batches:
+            batch.submit()
+        for batch, _ in batches:
+            batch.wait()
+    except BaseException:
+        for batch, _ in batches:
+            batch.free()
+        _logbridge.drain()
+        raise
+    results = _collect(requests, batches)
+    return results, results.statuses, results.views
 
 
 # ---- asyncio ---------------------------------------------------------------
@@ -305,6 +377,12 @@ class _Notifier:
                 loop.remove_reader(self.fd)
 
 
+def _free_when_done(batch: Batch) -> Any:
+    def callback(_fut: asyncio.Future) -> None:
+        batch.free()
+    return callback
+
+
 def _resolve(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -323,24 +401,35 @@ def _get_notifier() -> _Notifier:
 
 
 async def run_async(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-                    timeout_ms: int = 0) -> tuple[Batch, list[int], list[BytesView]]:
-    """Runs a batch without blocking the event loop or using a thread."""
+                    timeout_ms: int = 0) -> tuple[Results, list[int], list[BytesView]]:
+    """Runs requests without blocking the event loop or using a thread."""
     loop = asyncio.get_running_loop()
-    batch = Batch(requests, max_in_flight, timeout_ms)
+    batches = _build(requests, max_in_flight, timeout_ms)
     notifier = _get_notifier()
-    tag, fut = notifier.expect(loop)
+    futures = []
     try:
-        batch.submit(notify_tag=tag)
+        for batch, _ in batches:
+            tag, fut = notifier.expect(loop)
+            try:
+                batch.submit(notify_tag=tag)
+            except BaseException:
+                notifier.forget(loop, tag)
+                raise
+            futures.append(fut)
     except BaseException:
-        notifier.forget(loop, tag)
-        batch.free()
+        for batch, _ in batches:
+            batch.cancel()
+        for batch, _ in batches:
+            batch.free()
         raise
     try:
-        await asyncio.shield(fut)
+        for fut in futures:
+            await asyncio.shield(fut)
     except asyncio.CancelledError:
-        batch.cancel()
-        # The batch finishes soon; free it then, off this coroutine.
-        fut.add_done_callback(lambda _f: batch.free())
+        for (batch, _), fut in zip(batches, futures):
+            batch.cancel()
+            # The batch finishes soon; free it then, off this coroutine.
+            fut.add_done_callback(_free_when_done(batch))
         raise
-    return _finish(batch)
-
+    results = _collect(requests, batches)
+    return results, results.statuses, results.views

@@ -11,14 +11,16 @@ import builtins
 import datetime as _dt
 import mimetypes
 import os
+import re
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
-from . import _engine
+from . import _engine, s3_client
 from . import _local as _localfs
+from ._native import lib
 from ._bytesview import BytesView, from_bytes
 from ._engine import Request
-from .errors import (IsADirectoryError, InvalidRangeError, NotFoundError, UnsupportedError,
-                     error_from_oserror)
+from .errors import (InvalidArgumentError, InvalidRangeError, IsADirectoryError, NotFoundError,
+                     UnsupportedError, error_for_status, error_from_oserror)
 from .uri import ParsedURI, parse_uri
 
 BytesLike = Union[bytes, bytearray, memoryview, BytesView, Any]
@@ -29,17 +31,42 @@ _list = builtins.list  # `list` is one of our function names
 
 # ---- routing ---------------------------------------------------------------
 
-def _route_local(uri: Union[str, ParsedURI], *, require_key: bool = True) -> ParsedURI:
+_SERVED_SCHEMES = ("file", "direct", "s3")
+
+
+def _route(uri: Union[str, ParsedURI], *, require_key: bool = True) -> ParsedURI:
+    """Parses ``uri`` and checks that this build serves its scheme."""
     parsed = parse_uri(uri, require_key=require_key)
-    if not parsed.is_local:
+    if parsed.scheme not in _SERVED_SCHEMES:
         raise UnsupportedError(
             f"the {parsed.scheme}:// backend is not available in this build yet: {parsed.raw}",
             uri=parsed.raw, code="UnsupportedBackend")
     return parsed
 
 
-def _scheme_flags(parsed: ParsedURI) -> int:
-    return _engine.F_DIRECT if parsed.scheme == "direct" else 0
+def _request(op: int, parsed: ParsedURI, *, offset: int = 0,
+             length: int = _engine.LENGTH_TO_END, data: Any = None, flags: int = 0,
+             headers: tuple = ()) -> Request:
+    """The engine request for one object: a local path, or a signed URL.
+    Local-only flags (O_DIRECT, mkdir, fsync) are dropped for object stores;
+    create-only becomes a conditional header there."""
+    if parsed.is_local:
+        if parsed.scheme == "direct":
+            flags |= _engine.F_DIRECT
+        return Request(op, parsed.raw, parsed.path or "", offset=offset, length=length,
+                       data=data, flags=flags, headers=headers)
+    client = s3_client.current()
+    if flags & _engine.F_CREATE_ONLY:
+        headers = headers + ("If-None-Match: *",)
+    if op == _engine.OP_PUT:
+        # As `aws s3 cp` does: a type from the name, so browsers and
+        # tools downstream see what the object is.
+        guessed = mimetypes.guess_type(parsed.key)[0]
+        if guessed:
+            headers = headers + (f"Content-Type: {guessed}",)
+    return Request(op, parsed.raw, client.object_url(parsed.bucket, parsed.key), offset=offset,
+                   length=length, data=data, flags=flags & _engine.F_RANGE, client=client.handle,
+                   headers=headers)
 
 
 def _as_buffer(data: Any, uri: str) -> Any:
@@ -58,7 +85,7 @@ def _as_buffer(data: Any, uri: str) -> Any:
     return data
 
 
-def _raise_first(batch: _engine.Batch, statuses: Sequence[int], views: Sequence[BytesView],
+def _raise_first(batch: _engine.Results, statuses: Sequence[int], views: Sequence[BytesView],
                  ok: Iterable[int] = (0,)) -> None:
     allowed = set(ok)
     for i, status in enumerate(statuses):
@@ -70,7 +97,7 @@ def _raise_first(batch: _engine.Batch, statuses: Sequence[int], views: Sequence[
             raise err
 
 
-def _run_single(req: Request) -> tuple[_engine.Batch, BytesView]:
+def _run_single(req: Request) -> tuple[_engine.Results, BytesView]:
     batch, statuses, views = _engine.run([req], 1)
     _raise_first(batch, statuses, views)
     return batch, views[0]
@@ -95,14 +122,14 @@ def _put_requests(items: Iterable[tuple[str, BytesLike]], fsync: bool,
                   overwrite: bool) -> List[Request]:
     requests = []
     for uri, data in items:
-        parsed = _route_local(uri)
-        flags = _scheme_flags(parsed) | _engine.F_MKDIRS
+        parsed = _route(uri)
+        flags = _engine.F_MKDIRS
         if fsync:
             flags |= _engine.F_FSYNC
         if not overwrite:
             flags |= _engine.F_CREATE_ONLY
-        requests.append(Request(_engine.OP_PUT, parsed.raw, parsed.path or "",
-                                data=_as_buffer(data, parsed.raw), flags=flags))
+        requests.append(_request(_engine.OP_PUT, parsed, data=_as_buffer(data, parsed.raw),
+                                 flags=flags))
     return requests
 
 
@@ -119,9 +146,7 @@ def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAUL
 
 def get(uri: str) -> BytesView:
     """Reads a whole object into memory and returns a zero-copy BytesView."""
-    parsed = _route_local(uri)
-    batch, view = _run_single(Request(_engine.OP_GET, parsed.raw, parsed.path or "",
-                                      flags=_scheme_flags(parsed)))
+    batch, view = _run_single(_request(_engine.OP_GET, _route(uri)))
     batch.free()
     return view
 
@@ -133,7 +158,14 @@ def get_range(uri: str, offset: int, length: Optional[int] = None) -> BytesView:
     req = _range_request(uri, offset, length)
     if length == 0:
         return _empty_range(uri, offset, stat(req.uri)["size"])
-    batch, view = _run_single(req)
+    try:
+        batch, view = _run_single(req)
+    except InvalidRangeError:
+        if req.client is None or offset == 0:
+            raise
+        # S3 answers 416 for a range starting exactly at the end; a file
+        # gives zero bytes there.  Ask the size to tell the two apart.
+        return _empty_range(uri, offset, stat(req.uri)["size"])
     batch.free()
     return view
 
@@ -145,10 +177,9 @@ def _range_request(uri: str, offset: int, length: Optional[int]) -> Request:
     if length is not None and (not isinstance(length, int) or length < 0):
         raise InvalidRangeError(f"length must be a non-negative int or None, got {length!r}",
                                 uri=uri)
-    parsed = _route_local(uri)
-    return Request(_engine.OP_GET, parsed.raw, parsed.path or "", offset=offset,
-                   length=_engine.LENGTH_TO_END if length is None else length,
-                   flags=_scheme_flags(parsed) | _engine.F_RANGE)
+    return _request(_engine.OP_GET, _route(uri), offset=offset,
+                    length=_engine.LENGTH_TO_END if length is None else length,
+                    flags=_engine.F_RANGE)
 
 
 def _empty_range(uri: str, offset: int, size: int) -> BytesView:
@@ -163,13 +194,11 @@ def _empty_range(uri: str, offset: int, size: int) -> BytesView:
 def _get_requests(uris: Sequence[str]) -> List[Request]:
     requests = []
     for uri in uris:
-        parsed = _route_local(uri)
-        requests.append(Request(_engine.OP_GET, parsed.raw, parsed.path or "",
-                                flags=_scheme_flags(parsed)))
+        requests.append(_request(_engine.OP_GET, _route(uri)))
     return requests
 
 
-def _collect_many(batch: _engine.Batch, statuses: Sequence[int], views: Sequence[BytesView],
+def _collect_many(batch: _engine.Results, statuses: Sequence[int], views: Sequence[BytesView],
                   return_exceptions: bool) -> List[tuple[str, Any]]:
     if not return_exceptions:
         _raise_first(batch, statuses, views)
@@ -216,7 +245,7 @@ def _stat_dict(parsed: ParsedURI, native_stat: Any) -> dict[str, Any]:
 
 
 def _stat_requests(uris: Sequence[str]) -> List[Request]:
-    return [Request(_engine.OP_STAT, p.raw, p.path or "") for p in map(_route_local, uris)]
+    return [_request(_engine.OP_STAT, p) for p in map(_route, uris)]
 
 
 def stat(uri: str) -> dict[str, Any]:
@@ -234,7 +263,7 @@ def stat_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -
     return _stat_results(batch, statuses, views)
 
 
-def _stat_results(batch: _engine.Batch, statuses: Sequence[int],
+def _stat_results(batch: _engine.Results, statuses: Sequence[int],
                   views: Sequence[BytesView]) -> List[dict]:
     _raise_first(batch, statuses, views)
     out = [_stat_dict(parse_uri(req.uri), batch.stat(i)) for i, req in enumerate(batch.requests)]
@@ -259,17 +288,50 @@ def delete(uri: str, recursive: bool = False) -> None:
     ``uri``: the object of that name and everything under the directory of
     that name, never siblings that merely share the prefix."""
     if recursive:
-        parsed = _route_local(uri, require_key=False)
+        parsed = _route(uri, require_key=False)
         targets = list(parsed.raw, recursive=True)
+        if parsed.scheme == "s3":
+            _s3_delete_many(parsed, targets)
+            return
     else:
-        targets = [_route_local(uri).raw]
+        targets = [_route(uri).raw]
     if not targets:
         return
-    requests = [Request(_engine.OP_DELETE, p.raw, p.path or "") for p in map(_route_local, targets)]
+    requests = [_request(_engine.OP_DELETE, p) for p in map(_route, targets)]
     batch, statuses, views = _engine.run(requests, DEFAULT_MAX_IN_FLIGHT)
-    from ._native import lib
     _raise_first(batch, statuses, views, ok=(lib.S3DL_OK, lib.S3DL_E_NOT_FOUND))
     batch.free()
+
+
+def _s3_delete_many(parsed: ParsedURI, uris: Sequence[str]) -> None:
+    """Deletes S3 objects 1,000 per DeleteObjects request, requests running
+    concurrently; any per-key error is raised after all have run."""
+    client = s3_client.current()
+    keys = [parse_uri(u).key for u in uris]
+    requests = []
+    for start in range(0, len(keys), 1000):
+        body, md5 = s3_client.delete_objects_body(keys[start:start + 1000])
+        requests.append(Request(_engine.OP_POST, parsed.raw,
+                                client.bucket_url(parsed.bucket) + "?delete=", data=body,
+                                client=client.handle,
+                                headers=(f"Content-MD5: {md5}", "Content-Type: application/xml")))
+    if not requests:
+        return
+    batch, statuses, views = _engine.run(requests, 8)
+    try:
+        _raise_first(batch, statuses, views)
+        for view in views:
+            errors = s3_client.delete_errors(bytes(view), parsed.raw)
+            if errors:
+                key, code, message = errors[0]
+                raise error_for_status(
+                    "S3DL_E_PERMISSION" if code == "AccessDenied" else "S3DL_E_HTTP",
+                    f"cannot delete {len(errors)} object(s), first {key!r}: {code} {message}",
+                    uri=parsed.with_key(key), code=code)
+    finally:
+        for view in views:
+            view.release()
+        batch.free()
 
 
 def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> List[str]:
@@ -282,15 +344,53 @@ def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> Lis
     with sub-directories as entries ending in ``/``.  ``pattern`` is a glob
     matched against the key relative to the listed directory (or its base
     name when the pattern has no ``/``)."""
-    parsed = _route_local(uri, require_key=False)
-    paths = _localfs.list_paths(parsed, recursive=recursive)
-    base_dir = relative_base(parsed)[len(parsed.scheme) + 3:]
-    out = []
-    for path in paths:
-        relative = path[len(base_dir):] if path.startswith(base_dir) else path
-        if _localfs.match_pattern(relative.rstrip("/"), pattern):
-            out.append(f"{parsed.scheme}://{path}")
-    return out
+    parsed = _route(uri, require_key=False)
+    if parsed.scheme == "s3":
+        selected = _s3_list(parsed, recursive)
+    else:
+        selected = [f"{parsed.scheme}://{p}" for p in _localfs.list_paths(parsed, recursive)]
+    base = relative_base(parsed)
+    return [u for u in selected
+            if _localfs.match_pattern(u[len(base):].rstrip("/") if u.startswith(base) else u,
+                                      pattern)]
+
+
+def _s3_list(parsed: ParsedURI, recursive: bool) -> List[str]:
+    """ListObjectsV2, page by page, with the same exact selection as local
+    listings: a key ending in '/' (or empty) lists under it; any other key
+    selects that object and what lies under key + '/'."""
+    client = s3_client.current()
+    key = parsed.key
+    exact = bool(key) and not key.endswith("/")
+    prefixes = [key + "/"] if exact else [key]
+    out: List[str] = []
+    if exact:
+        out.extend(_s3_exact_object(parsed))
+    for prefix in prefixes:
+        token: Optional[str] = None
+        for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
+            url = s3_client.list_page_url(client, parsed.bucket, prefix, token,
+                                          None if recursive else "/")
+            batch, view = _run_single(Request(_engine.OP_GET, parsed.raw, url,
+                                              client=client.handle))
+            try:
+                objects, common, token = s3_client.parse_list_page(bytes(view), parsed.raw)
+            finally:
+                view.release()
+                batch.free()
+            out.extend(parsed.with_key(k) for k, _size in objects)
+            out.extend(parsed.with_key(p) for p in common)
+            if token is None:
+                break
+    return sorted(out)
+
+
+def _s3_exact_object(parsed: ParsedURI) -> List[str]:
+    try:
+        stat(parsed.raw)
+        return [parsed.raw]
+    except NotFoundError:
+        return []
 
 
 def relative_base(parsed: ParsedURI) -> str:
@@ -317,6 +417,62 @@ def mkdir(uri: str) -> None:
         os.makedirs(parsed.path or "/", exist_ok=True)
     except OSError as exc:
         raise error_from_oserror(exc, parsed.raw) from exc
+
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _bucket_name(bucket: str) -> str:
+    """Accepts "name" or "s3://name[/]" and checks S3's naming rules."""
+    name = bucket[len("s3://"):].rstrip("/") if bucket.startswith("s3://") else bucket
+    if not _BUCKET_NAME.match(name) or ".." in name or re.match(r"^\d+\.\d+\.\d+\.\d+$", name):
+        raise InvalidArgumentError(
+            f"invalid bucket name {name!r}: 3-63 characters of a-z, 0-9, '.' and '-', "
+            "starting and ending with a letter or digit", uri=f"s3://{name}",
+            code="InvalidBucketName")
+    return name
+
+
+def create_bucket(bucket: str) -> None:
+    """Creates an S3 bucket (in the configured region).  Creating a bucket
+    you already own succeeds; one owned by someone else raises
+    AlreadyExistsError."""
+    name = _bucket_name(bucket)
+    client = s3_client.current()
+    body = s3_client.create_bucket_body(client.settings.region)
+    req = Request(_engine.OP_PUT, f"s3://{name}", client.bucket_url(name), data=body,
+                  client=client.handle)
+    batch, statuses, views = _engine.run([req], 1)
+    try:
+        if statuses[0] != lib.S3DL_OK:
+            err = batch.error(0, statuses[0])
+            if err.code != "BucketAlreadyOwnedByYou":
+                raise err
+    finally:
+        batch.free()
+
+
+def delete_bucket(bucket: str) -> None:
+    """Deletes an empty S3 bucket."""
+    name = _bucket_name(bucket)
+    client = s3_client.current()
+    req = Request(_engine.OP_DELETE, f"s3://{name}", client.bucket_url(name),
+                  client=client.handle)
+    batch, statuses, views = _engine.run([req], 1)
+    _raise_first(batch, statuses, views)
+    batch.free()
+
+
+def presign(uri: str, method: str = "GET", expires: int = 3600) -> str:
+    """A presigned URL for ``uri`` (SigV4 query signing) that lets anyone
+    holding it perform ``method`` for ``expires`` seconds (1 to 604,800)."""
+    parsed = _route(uri)
+    if parsed.scheme != "s3":
+        raise UnsupportedError(f"presign needs an s3:// URI: {uri}", uri=uri)
+    if not isinstance(expires, int) or not 1 <= expires <= 604800:
+        raise InvalidArgumentError(f"expires must be 1..604800 seconds, got {expires!r}",
+                                   uri=uri)
+    return s3_client.current().presign(method.upper(), parsed.bucket, parsed.key, expires)
 
 
 def stats() -> dict[str, int]:

@@ -9,7 +9,7 @@ from ._bytesview import BytesView
 from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
                   _get_requests, _put_requests, _raise_first, _range_request, _stat_requests,
                   _stat_results)
-from .errors import IsADirectoryError, NotFoundError
+from .errors import InvalidRangeError, IsADirectoryError, NotFoundError
 
 
 async def put_async(uri: str, data: BytesLike, *, fsync: bool = False,
@@ -40,7 +40,12 @@ async def get_range_async(uri: str, offset: int, length: Optional[int] = None) -
     if length == 0:
         return _empty_range(uri, offset, (await stat_async(req.uri))["size"])
     batch, statuses, views = await _engine.run_async([req], 1)
-    ((_, view),) = _collect_many(batch, statuses, views, return_exceptions=False)
+    try:
+        ((_, view),) = _collect_many(batch, statuses, views, return_exceptions=False)
+    except InvalidRangeError:
+        if req.client is None or offset == 0:
+            raise
+        return _empty_range(uri, offset, (await stat_async(req.uri))["size"])  # see get_range
     return view
 
 

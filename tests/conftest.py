@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import s3dlio
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @dataclass
@@ -27,11 +29,43 @@ class Backend:
         return self.prefix + key
 
 
-@pytest.fixture(params=["file", "direct"])
+@pytest.fixture(scope="session")
+def moto_s3():
+    """One moto server for the session, with SigV4 checking on; its
+    endpoint and credentials are put in the environment s3dlio reads."""
+    from servers import moto_s3 as server
+    s3 = server.start()
+    saved = {k: os.environ.get(k) for k in s3.env()}
+    os.environ.update(s3.env())
+    try:
+        yield s3
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        s3.stop()
+
+
+@pytest.fixture(params=["file", "direct", "s3"])
 def backend(request, tmp_path) -> Backend:
+    if request.param == "s3":
+        request.getfixturevalue("moto_s3")
+        bucket = f"t-{uuid.uuid4().hex[:12]}"
+        s3dlio.create_bucket(bucket)
+        return Backend("s3", f"s3://{bucket}/")
     root = tmp_path / f"store-{uuid.uuid4().hex[:8]}"
     root.mkdir()
     return Backend(request.param, f"{request.param}://{root}/")
+
+
+@pytest.fixture
+def local_backend(backend) -> Backend:
+    """The conformance backends that are file systems."""
+    if backend.name == "s3":
+        pytest.skip("file-system behaviour; object stores have no directories or inodes")
+    return backend
 
 
 def _refuses_o_direct(directory: Path) -> bool:

@@ -151,11 +151,15 @@ S3DL_API uint64_t s3dl_engine_counter(s3dl_engine *engine, s3dl_counter counter)
 
 typedef struct s3dl_batch s3dl_batch;
 
+/* Targets: an absolute local path ("/data/x") runs on the file pool; an
+ * "http://" or "https://" URL runs on the engine thread through libcurl,
+ * signed by the batch's client (s3dl_batch_set_client). */
 typedef enum s3dl_op {
     S3DL_OP_GET = 1,     /* read [offset, offset+length) or the whole object */
-    S3DL_OP_PUT = 2,     /* write data atomically (temporary name, rename) */
-    S3DL_OP_STAT = 3,    /* size, mtime, etag, content type */
-    S3DL_OP_DELETE = 4   /* remove; a missing object is an error (NOT_FOUND) */
+    S3DL_OP_PUT = 2,     /* write data (local: atomically, temporary name + rename) */
+    S3DL_OP_STAT = 3,    /* size, mtime, etag, content type (HTTP: HEAD) */
+    S3DL_OP_DELETE = 4,  /* remove; a missing local file is S3DL_E_NOT_FOUND */
+    S3DL_OP_POST = 5     /* HTTP only: POST data, response body returned like GET */
 } s3dl_op;
 
 /* Item flags, OR-ed. */
@@ -198,6 +202,12 @@ S3DL_API s3dl_status s3dl_batch_add_many(s3dl_batch *batch, s3dl_op op, size_t c
                                          const char *const *targets, const uint64_t *offsets,
                                          const uint64_t *lengths, const void *const *datas,
                                          const size_t *data_lens, uint32_t flags);
+
+/* Adds a request header ("Name: value", copied) to item `index` of an HTTP
+ * batch, before submit.  Host, Authorization, X-Amz-Date,
+ * X-Amz-Content-Sha256 and X-Amz-Security-Token are set by the signer. */
+S3DL_API s3dl_status s3dl_batch_add_header(s3dl_batch *batch, size_t index,
+                                           const char *header);
 
 /* Number of items added so far. */
 S3DL_API size_t s3dl_batch_count(const s3dl_batch *batch);
@@ -244,7 +254,9 @@ typedef struct s3dl_detail {
 S3DL_API s3dl_status s3dl_batch_detail(const s3dl_batch *batch, size_t index,
                                        s3dl_detail *out);
 
-/* Metadata from STAT (and filled by GET where known). */
+/* Metadata from STAT (and filled by GET where known).  For HTTP, `size` is
+ * the whole object's size (from Content-Length, or Content-Range for a
+ * ranged GET) and `mtime_ns` comes from Last-Modified (0 when absent). */
 typedef struct s3dl_stat {
     uint64_t size;
     int64_t mtime_ns;        /* last modification, ns since the epoch */
@@ -258,6 +270,57 @@ S3DL_API s3dl_status s3dl_batch_stat(const s3dl_batch *batch, size_t index, s3dl
 /* Cancels and waits for a submitted batch if it is still running, frees
  * every result not taken, and frees the batch.  NULL is a no-op. */
 S3DL_API void s3dl_batch_free(s3dl_batch *batch);
+
+/* ---- HTTP clients ----------------------------------------------------- */
+
+/* A client holds what HTTP requests of a batch share: credentials and
+ * signing scope, TLS settings, timeouts and retry policy.  It is
+ * reference-counted: batches keep it alive while they run, so the caller
+ * may free its handle at any time.  Options are fixed once a batch using
+ * the client has been submitted (S3DL_E_STATE after); to rotate
+ * credentials, create a new client. */
+typedef struct s3dl_client s3dl_client;
+
+typedef enum s3dl_client_option {
+    S3DL_CLIENT_ACCESS_KEY_ID = 1,     /* string; with the secret, enables SigV4 */
+    S3DL_CLIENT_SECRET_ACCESS_KEY = 2, /* string; never logged or echoed */
+    S3DL_CLIENT_SESSION_TOKEN = 3,     /* string; sent as X-Amz-Security-Token */
+    S3DL_CLIENT_REGION = 4,            /* string; default "us-east-1" */
+    S3DL_CLIENT_SERVICE = 5,           /* string; default "s3" */
+    S3DL_CLIENT_CA_BUNDLE = 6,         /* string: PEM file of trusted CAs */
+    S3DL_CLIENT_VERIFY_TLS = 7,        /* int: 1 (default) verify peer and host; 0 off */
+    S3DL_CLIENT_CONNECT_TIMEOUT_MS = 8,/* int: default 10000 */
+    S3DL_CLIENT_REQUEST_TIMEOUT_MS = 9,/* int: whole attempt incl. body; 0 = none (default) */
+    S3DL_CLIENT_MAX_ATTEMPTS = 10,     /* int: tries per request incl. the first; default 3 */
+    S3DL_CLIENT_SIGNED_PAYLOAD = 11,   /* int: 1 hash bodies into the signature; 0 (default)
+                                        * UNSIGNED-PAYLOAD (TLS protects the body) */
+    S3DL_CLIENT_LOW_SPEED_TIMEOUT_MS = 12 /* int: abort an attempt moving < 1 byte/s this
+                                        * long; default 30000 */
+} s3dl_client_option;
+
+/* Creates a client with defaults.  *out is caller-owned; s3dl_client_free(). */
+S3DL_API s3dl_status s3dl_client_new(s3dl_client **out);
+
+/* Sets a string option (copied; NULL clears it). */
+S3DL_API s3dl_status s3dl_client_setopt_str(s3dl_client *client, s3dl_client_option option,
+                                            const char *value);
+
+/* Sets an integer option. */
+S3DL_API s3dl_status s3dl_client_setopt_int(s3dl_client *client, s3dl_client_option option,
+                                            int64_t value);
+
+/* Drops the caller's reference.  NULL is a no-op. */
+S3DL_API void s3dl_client_free(s3dl_client *client);
+
+/* Makes the batch's HTTP items use `client` (a reference is taken).  Before
+ * submit only. */
+S3DL_API s3dl_status s3dl_batch_set_client(s3dl_batch *batch, s3dl_client *client);
+
+/* Presigns `url` (an http(s) URL, encoded as it will be sent) for `method`,
+ * valid `expires` seconds (1..604800) from now.  *out receives the full
+ * URL; release it with s3dl_free(). */
+S3DL_API s3dl_status s3dl_presign(s3dl_client *client, const char *method, const char *url,
+                                  int64_t expires, char **out);
 
 /* ---- Logging ---------------------------------------------------------- */
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "client.h"
 #include "engine.h"
 
 #define DEFAULT_BATCH_IN_FLIGHT 64
@@ -93,17 +94,30 @@ static s3dl_status reserve_items(s3dl_batch *b, size_t extra)
 
 static int valid_op(s3dl_op op)
 {
-    return op == S3DL_OP_GET || op == S3DL_OP_PUT || op == S3DL_OP_STAT || op == S3DL_OP_DELETE;
+    return op == S3DL_OP_GET || op == S3DL_OP_PUT || op == S3DL_OP_STAT ||
+           op == S3DL_OP_DELETE || op == S3DL_OP_POST;
 }
 
-/* Local targets must be absolute, bounded, and free of control bytes that
- * would confuse logs; the binding validates URIs more strictly. */
+static int is_http_target(const char *target)
+{
+    return strncmp(target, "http://", 7) == 0 || strncmp(target, "https://", 8) == 0;
+}
+
+/* Targets must be absolute paths or http(s) URLs, bounded, and free of
+ * control bytes and spaces that would confuse logs or the request line;
+ * the binding validates URIs more strictly. */
 static int valid_target(const char *target)
 {
-    if (!target || target[0] != '/')
+    if (!target || (target[0] != '/' && !is_http_target(target)))
         return 0;
     size_t len = strnlen(target, MAX_TARGET_LEN + 1);
-    return len <= MAX_TARGET_LEN;
+    if (len > MAX_TARGET_LEN)
+        return 0;
+    if (target[0] != '/')
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)target[i] <= 0x20 || target[i] == 0x7f)
+                return 0;
+    return 1;
 }
 
 static s3dl_status init_item(s3dl_batch *b, struct s3dl_item *item, s3dl_op op,
@@ -112,7 +126,12 @@ static s3dl_status init_item(s3dl_batch *b, struct s3dl_item *item, s3dl_op op,
 {
     if (!valid_target(target))
         return S3DL_E_INVALID_ARGUMENT;
-    if (op == S3DL_OP_PUT && data_len > 0 && !data)
+    int http = is_http_target(target);
+    if (item != b->items && b->is_http != http)
+        return S3DL_E_INVALID_ARGUMENT; /* one kind per batch */
+    if (!http && op == S3DL_OP_POST)
+        return S3DL_E_INVALID_ARGUMENT;
+    if ((op == S3DL_OP_PUT || op == S3DL_OP_POST) && data_len > 0 && !data)
         return S3DL_E_INVALID_ARGUMENT;
     if ((flags & S3DL_F_RANGE) && length != S3DL_LENGTH_TO_END && offset > UINT64_MAX - length)
         return S3DL_E_INVALID_ARGUMENT;
@@ -127,12 +146,17 @@ static s3dl_status init_item(s3dl_batch *b, struct s3dl_item *item, s3dl_op op,
     item->data = data;
     item->data_len = data_len;
     item->batch = b;
+    item->is_http = http;
     item->status = S3DL_E_INTERNAL; /* overwritten by the executor */
+    b->is_http = http;
     return S3DL_OK;
 }
 
 static void release_item(struct s3dl_item *item)
 {
+    for (size_t i = 0; i < item->header_count; i++)
+        free(item->headers[i]);
+    free(item->headers);
     free(item->target);
     free(item->alloc);
     free(item->stat);
@@ -181,6 +205,44 @@ s3dl_status s3dl_batch_add(s3dl_batch *b, s3dl_op op, const char *target, uint64
     return st;
 }
 
+s3dl_status s3dl_batch_add_header(s3dl_batch *b, size_t index, const char *header)
+{
+    if (!b || !header || index >= b->count || !b->items[index].is_http)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (b->state != BATCH_BUILDING)
+        return S3DL_E_STATE;
+    const char *colon = strchr(header, ':');
+    size_t len = strnlen(header, 8193);
+    if (!colon || colon == header || len > 8192)
+        return S3DL_E_INVALID_ARGUMENT;
+    for (size_t i = 0; i < len; i++)
+        if (header[i] == '\r' || header[i] == '\n')
+            return S3DL_E_INVALID_ARGUMENT; /* no header injection */
+    struct s3dl_item *item = &b->items[index];
+    char **grown = realloc(item->headers, (item->header_count + 1) * sizeof(char *));
+    if (!grown)
+        return S3DL_E_NOMEM;
+    item->headers = grown;
+    item->headers[item->header_count] = strdup(header);
+    if (!item->headers[item->header_count])
+        return S3DL_E_NOMEM;
+    item->header_count++;
+    return S3DL_OK;
+}
+
+s3dl_status s3dl_batch_set_client(s3dl_batch *b, s3dl_client *client)
+{
+    if (!b || !client)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (b->state != BATCH_BUILDING)
+        return S3DL_E_STATE;
+    client_ref(client);
+    if (b->client)
+        client_unref(b->client);
+    b->client = client;
+    return S3DL_OK;
+}
+
 size_t s3dl_batch_count(const s3dl_batch *b) { return b ? b->count : 0; }
 
 s3dl_status s3dl_batch_submit(s3dl_batch *b)
@@ -194,7 +256,9 @@ s3dl_status s3dl_batch_submit(s3dl_batch *b)
     }
     b->state = BATCH_SUBMITTED;
     pthread_mutex_unlock(&b->mutex);
-    s3dl_status st = engine_submit(b->engine, b);
+    s3dl_status st = b->client ? client_freeze(b->client) : S3DL_OK;
+    if (st == S3DL_OK)
+        st = engine_submit(b->engine, b);
     if (st != S3DL_OK) {
         pthread_mutex_lock(&b->mutex);
         b->state = BATCH_BUILDING;
@@ -341,6 +405,8 @@ void s3dl_batch_free(s3dl_batch *b)
     for (size_t i = 0; i < b->count; i++)
         release_item(&b->items[i]);
     free(b->items);
+    if (b->client)
+        client_unref(b->client);
     pthread_mutex_destroy(&b->mutex);
     pthread_cond_destroy(&b->finished);
     free(b);

@@ -29,13 +29,27 @@ struct s3dl_item {
     s3dl_stat *stat;        /* allocated for STAT and GET results */
     s3dl_detail *detail;    /* allocated only on failure */
 
+    /* HTTP only. */
+    int is_http;
+    char **headers;         /* extra request headers, owned */
+    size_t header_count;
+    int attempts;           /* tries made so far */
+    int64_t retry_at_ns;    /* when a waiting retry may start */
+    struct http_transfer *transfer; /* the attempt in flight, or NULL */
+    struct s3dl_item *next_waiting; /* engine thread's retry list */
+
     struct s3dl_batch *batch;
 };
 
 enum batch_state { BATCH_BUILDING = 0, BATCH_SUBMITTED = 1, BATCH_DONE = 2 };
 
+struct s3dl_client;
+struct http_transfer;
+
 struct s3dl_batch {
     s3dl_engine *engine;
+    struct s3dl_client *client;  /* a reference, for HTTP items */
+    int is_http;            /* all items are HTTP (batches do not mix kinds) */
     struct s3dl_item *items;
     size_t count;
     size_t capacity;

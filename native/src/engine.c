@@ -91,7 +91,8 @@ static void eventfd_clear(int fd)
     }
 }
 
-static void engine_wake(s3dl_engine *engine) { eventfd_signal(engine->wake_fd); }
+/* curl_multi_wakeup() is the one libcurl call that is safe from any thread. */
+static void engine_wake(s3dl_engine *engine) { curl_multi_wakeup(engine->http.multi); }
 
 void engine_notice_cancel(s3dl_engine *engine, struct s3dl_batch *batch)
 {
@@ -99,8 +100,10 @@ void engine_notice_cancel(s3dl_engine *engine, struct s3dl_batch *batch)
     pthread_mutex_lock(&engine->lifecycle_mutex);
     int running = engine->started && engine->owner_pid == getpid();
     pthread_mutex_unlock(&engine->lifecycle_mutex);
-    if (running)
+    if (running) {
         file_pool_poke(&engine->pool);
+        engine_wake(engine); /* HTTP batches are cancelled by the engine thread */
+    }
 }
 
 static int default_io_threads(void)
@@ -169,41 +172,223 @@ static void finish_batch(s3dl_engine *e, struct s3dl_batch *b)
 
 static void on_batch_done(void *ctx, struct s3dl_batch *b) { finish_batch(ctx, b); }
 
-/* The engine thread: batches in, routed out.  Local items run on the file
- * pool; this loop is where libcurl multi will be driven for HTTP items. */
+/* State of the engine thread's HTTP scheduling. */
+struct http_loop {
+    struct s3dl_batch *batches;      /* active HTTP batches */
+    struct s3dl_item *waiting;       /* items waiting for a retry */
+    size_t in_flight;                /* engine-wide */
+    uint64_t random_state;
+};
+
+static uint64_t next_random(struct http_loop *loop)
+{
+    uint64_t x = loop->random_state; /* xorshift64: jitter, not secrets */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    loop->random_state = x;
+    return x;
+}
+
+static struct s3dl_client *client_of(struct s3dl_batch *b)
+{
+    return b->client ? b->client : client_default();
+}
+
+static void complete_http_item(struct http_loop *loop, struct s3dl_item *item)
+{
+    (void)loop;
+    item->batch->in_flight--;
+    item->batch->completed++;
+}
+
+/* Cancels or expires what a batch has not finished.  Running transfers are
+ * stopped; waiting retries and unstarted items complete at once. */
+static void stop_http_batch(s3dl_engine *e, struct http_loop *loop, struct s3dl_batch *b,
+                            s3dl_status why)
+{
+    for (size_t i = 0; i < b->next_dispatch; i++) {
+        struct s3dl_item *item = &b->items[i];
+        if (item->transfer) {
+            http_abort(&e->http, item);
+            item_fail(item, why, 0, "%s while in flight", s3dl_strerror(why));
+            loop->in_flight--;
+            complete_http_item(loop, item);
+        }
+    }
+    for (struct s3dl_item **link = &loop->waiting; *link;) {
+        struct s3dl_item *item = *link;
+        if (item->batch == b) {
+            *link = item->next_waiting;
+            item_fail(item, why, 0, "%s while waiting to retry", s3dl_strerror(why));
+            loop->in_flight--;
+            complete_http_item(loop, item);
+        } else {
+            link = &item->next_waiting;
+        }
+    }
+    while (b->next_dispatch < b->count) {
+        struct s3dl_item *item = &b->items[b->next_dispatch++];
+        item_fail(item, why, 0, "%s before it started", s3dl_strerror(why));
+        b->completed++;
+    }
+}
+
+static void start_item(s3dl_engine *e, struct http_loop *loop, struct s3dl_item *item)
+{
+    if (http_start(&e->http, item, client_of(item->batch)) != S3DL_OK) {
+        loop->in_flight--;
+        complete_http_item(loop, item); /* http_start recorded the failure */
+    }
+}
+
+static void schedule_http(s3dl_engine *e, struct http_loop *loop, int64_t now, int stopping)
+{
+    /* Retries whose time has come go first: they are oldest. */
+    for (struct s3dl_item **link = &loop->waiting; *link;) {
+        struct s3dl_item *item = *link;
+        if (item->retry_at_ns <= now) {
+            *link = item->next_waiting;
+            start_item(e, loop, item);
+        } else {
+            link = &item->next_waiting;
+        }
+    }
+    for (struct s3dl_batch *b = loop->batches; b; b = b->next_active) {
+        int cancelled = stopping || atomic_load(&b->cancel_requested);
+        int expired = b->deadline_ns && now >= b->deadline_ns;
+        if (cancelled || expired) {
+            stop_http_batch(e, loop, b, expired ? S3DL_E_TIMEOUT : S3DL_E_CANCELLED);
+            continue;
+        }
+        while (b->next_dispatch < b->count && b->in_flight < (size_t)b->max_in_flight &&
+               loop->in_flight < e->options.max_in_flight) {
+            struct s3dl_item *item = &b->items[b->next_dispatch++];
+            b->in_flight++;
+            loop->in_flight++;
+            start_item(e, loop, item);
+        }
+    }
+}
+
+static void reap_http(s3dl_engine *e, struct http_loop *loop, int64_t now)
+{
+    CURLMsg *msg;
+    int queued;
+    while ((msg = curl_multi_info_read(e->http.multi, &queued)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode result = msg->data.result;
+        /* Fetch the item before http_finish frees the transfer. */
+        struct s3dl_item *item = http_item_of(easy);
+        if (!item)
+            continue;
+        struct s3dl_client *client = client_of(item->batch);
+        if (http_finish(&e->http, easy, result, client, now, next_random(loop))) {
+            loop->in_flight--;
+            complete_http_item(loop, item);
+        } else {
+            item->next_waiting = loop->waiting;
+            loop->waiting = item;
+        }
+    }
+}
+
+static void finish_http_batches(s3dl_engine *e, struct http_loop *loop)
+{
+    struct s3dl_batch **link = &loop->batches;
+    while (*link) {
+        struct s3dl_batch *b = *link;
+        if (b->completed == b->count) {
+            *link = b->next_active;
+            finish_batch(e, b);
+        } else {
+            link = &b->next_active;
+        }
+    }
+}
+
+static int poll_timeout_ms(s3dl_engine *e, struct http_loop *loop, int64_t now)
+{
+    long curl_ms = -1;
+    curl_multi_timeout(e->http.multi, &curl_ms);
+    int64_t soonest = -1;
+    for (struct s3dl_item *item = loop->waiting; item; item = item->next_waiting)
+        if (soonest < 0 || item->retry_at_ns < soonest)
+            soonest = item->retry_at_ns;
+    for (struct s3dl_batch *b = loop->batches; b; b = b->next_active)
+        if (b->deadline_ns && (soonest < 0 || b->deadline_ns < soonest))
+            soonest = b->deadline_ns;
+    int64_t ms = curl_ms < 0 ? 1000 : curl_ms; /* wake now and then regardless */
+    if (soonest >= 0) {
+        int64_t until = (soonest - now + 999999) / 1000000;
+        if (until < ms)
+            ms = until < 0 ? 0 : until;
+    }
+    return ms > 1000 ? 1000 : (int)ms;
+}
+
+/* The engine thread: batches in from the ring; local ones go to the file
+ * pool, HTTP ones are driven here through libcurl multi. */
 static void *engine_main(void *arg)
 {
     s3dl_engine *e = arg;
     struct s3dl_batch *incoming[64];
+    struct http_loop loop = {.random_state = (uint64_t)monotonic_ns() ^ ((uint64_t)getpid() << 32)};
+    if (!loop.random_state)
+        loop.random_state = 0x9E3779B97F4A7C15ull;
     for (;;) {
         size_t n;
         while ((n = ring_pop_many(&e->submit_ring, (void **)incoming, 64)) > 0) {
             for (size_t i = 0; i < n; i++) {
-                if (incoming[i]->count == 0)
-                    finish_batch(e, incoming[i]);
-                else
-                    file_pool_add_batch(&e->pool, incoming[i]);
+                struct s3dl_batch *b = incoming[i];
+                if (b->count == 0) {
+                    finish_batch(e, b);
+                } else if (b->is_http) {
+                    b->next_active = loop.batches;
+                    loop.batches = b;
+                } else {
+                    file_pool_add_batch(&e->pool, b);
+                }
             }
         }
         pthread_mutex_lock(&e->lifecycle_mutex);
         int stopping = e->stopping;
         pthread_mutex_unlock(&e->lifecycle_mutex);
-        if (stopping && ring_count(&e->submit_ring) == 0)
+
+        int64_t now = monotonic_ns();
+        schedule_http(e, &loop, now, stopping);
+        int running = 0;
+        curl_multi_perform(e->http.multi, &running);
+        reap_http(e, &loop, monotonic_ns());
+        /* Completions may have freed slots, and retries may be due. */
+        schedule_http(e, &loop, monotonic_ns(), stopping);
+        finish_http_batches(e, &loop);
+
+        if (stopping && !loop.batches && ring_count(&e->submit_ring) == 0)
             break;
-        struct pollfd pfd = {.fd = e->wake_fd, .events = POLLIN};
-        if (poll(&pfd, 1, -1) > 0)
-            eventfd_clear(e->wake_fd);
+        curl_multi_poll(e->http.multi, NULL, 0, poll_timeout_ms(e, &loop, monotonic_ns()),
+                        NULL);
     }
     return NULL;
 }
 
 /* ---- lifecycle -------------------------------------------------------- */
 
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ready;
+static void init_curl(void) { curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }
+
 s3dl_status s3dl_engine_new(s3dl_engine **out)
 {
     if (!out)
         return S3DL_E_INVALID_ARGUMENT;
     *out = NULL;
+    /* libcurl's global set-up is not thread-safe in older releases: once. */
+    pthread_once(&curl_once, init_curl);
+    if (!curl_ready)
+        return S3DL_E_INTERNAL;
     s3dl_engine *e = calloc(1, sizeof(*e));
     if (!e)
         return S3DL_E_NOMEM;
@@ -215,7 +400,6 @@ s3dl_status s3dl_engine_new(s3dl_engine **out)
      * cores busy on a 1 GiB read while each part stays a long sequential run. */
     e->options.split_threshold = (size_t)32 << 20;
     e->options.part_size = (size_t)8 << 20;
-    e->wake_fd = -1;
     e->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->notify_fd < 0) {
         free(e);
@@ -298,8 +482,7 @@ static s3dl_status start_locked(s3dl_engine *e)
 {
     if (ring_init(&e->submit_ring, e->options.submit_capacity) != 0)
         return S3DL_E_NOMEM;
-    e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (e->wake_fd < 0)
+    if (http_engine_init(&e->http, (long)e->options.max_in_flight, &e->counters) != 0)
         goto fail_ring;
     struct file_pool_config config = {
         .threads = e->options.io_threads,
@@ -321,8 +504,7 @@ static s3dl_status start_locked(s3dl_engine *e)
              (int)e->owner_pid);
     return S3DL_OK;
 fail_fd:
-    close(e->wake_fd);
-    e->wake_fd = -1;
+    http_engine_cleanup(&e->http);
 fail_ring:
     ring_destroy(&e->submit_ring);
     return S3DL_E_NOMEM;
@@ -338,8 +520,10 @@ s3dl_status engine_ensure_running(s3dl_engine *e)
          * eventfds are shared with the parent.  Leak the parent's queued
          * state (it is the parent's to finish) and build afresh. */
         if (e->started) {
-            close(e->wake_fd);
-            e->wake_fd = -1;
+            /* The parent's multi handle shares its sockets with the parent:
+             * cleaning it up here could close or write to the parent's
+             * connections, so it is leaked instead. */
+            memset(&e->http, 0, sizeof(e->http));
             e->submit_ring.slots = NULL; /* the parent's copy; not ours to free */
             e->started = 0;
         }
@@ -371,9 +555,8 @@ void s3dl_engine_free(s3dl_engine *e)
     if (running) {
         stop_threads(e);
         ring_destroy(&e->submit_ring);
+        http_engine_cleanup(&e->http);
     }
-    if (e->wake_fd >= 0)
-        close(e->wake_fd);
     close(e->notify_fd);
     pthread_mutex_destroy(&e->lifecycle_mutex);
     pthread_mutex_destroy(&e->tags_mutex);

@@ -12,6 +12,7 @@
 
 #include "batch.h"
 #include "file_pool.h"
+#include "http.h"
 #include "ring.h"
 #include "s3dlio.h"
 
@@ -34,10 +35,11 @@ struct s3dl_engine {
     _Atomic uint64_t engine_starts;
 
     struct ring submit_ring;         /* of struct s3dl_batch* */
-    int wake_fd;                     /* eventfd: wakes the engine thread */
     int notify_fd;                   /* eventfd: completed notify-batches */
     pthread_t thread;
     struct file_pool pool;
+    struct http_engine http;         /* libcurl multi; engine thread only,
+                                      * except curl_multi_wakeup() */
 
     pthread_mutex_t tags_mutex;      /* completed notify tags */
     uint64_t *tags;

@@ -1,0 +1,599 @@
+/* HTTP transfers: one libcurl easy handle per attempt, signed just before
+ * it starts (so every retry is re-signed), bodies written into one buffer
+ * of the announced size, error bodies captured (bounded) for the service's
+ * error code, and one retry decision (retry.c). */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "aligned_buf.h"
+#include "crypto.h"
+#include "log.h"
+#include "retry.h"
+#include "s3_error.h"
+#include "sigv4.h"
+#include "url.h"
+
+#define ERROR_BODY_CAP (64u * 1024)
+#define GROWABLE_START (64u * 1024)
+/* Responses without a length grow up to this; beyond it the attempt fails
+ * rather than exhausting memory on a misbehaving server. */
+#define GROWABLE_CAP ((size_t)8 << 30)
+#define HUGE_PAGE_THRESHOLD ((uint64_t)32 << 20)
+#define RECEIVE_BUFFER_BYTES (512L * 1024)
+#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+struct http_transfer {
+    struct s3dl_item *item;
+    CURL *easy;
+    struct curl_slist *headers;
+    uint8_t *buf;
+    size_t len;
+    size_t cap;
+    int exact;
+    int overflow;
+    char *err;
+    size_t err_len;
+    long status;
+    int have_length;
+    uint64_t content_length;
+    int have_total;
+    uint64_t total;           /* object size from Content-Range */
+    int64_t retry_after_ms;
+    char etag[128];
+    char content_type[128];
+    char request_id[128];
+    char last_modified[64];
+};
+
+/* ---- engine ----------------------------------------------------------- */
+
+int http_engine_init(struct http_engine *http, long max_connections,
+                     struct file_pool_counters *counters)
+{
+    memset(http, 0, sizeof(*http));
+    http->multi = curl_multi_init();
+    if (!http->multi)
+        return -1;
+    /* Keep one idle connection per possible transfer, so a batch that
+     * finishes does not close what the next one will reuse. */
+    curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, max_connections);
+    http->counters = counters;
+    return 0;
+}
+
+void http_engine_cleanup(struct http_engine *http)
+{
+    for (size_t i = 0; i < http->idle_count; i++)
+        curl_easy_cleanup(http->idle[i]);
+    free(http->idle);
+    if (http->multi)
+        curl_multi_cleanup(http->multi);
+    memset(http, 0, sizeof(*http));
+}
+
+static CURL *take_easy(struct http_engine *http)
+{
+    if (http->idle_count > 0)
+        return http->idle[--http->idle_count];
+    return curl_easy_init();
+}
+
+static void give_back_easy(struct http_engine *http, CURL *easy)
+{
+    curl_easy_reset(easy);
+    if (http->idle_count == http->idle_capacity) {
+        size_t cap = http->idle_capacity ? http->idle_capacity * 2 : 16;
+        CURL **grown = realloc(http->idle, cap * sizeof(*grown));
+        if (!grown) {
+            curl_easy_cleanup(easy);
+            return;
+        }
+        http->idle = grown;
+        http->idle_capacity = cap;
+    }
+    http->idle[http->idle_count++] = easy;
+}
+
+static void transfer_free(struct http_engine *http, struct http_transfer *t)
+{
+    if (!t)
+        return;
+    if (t->easy) {
+        curl_multi_remove_handle(http->multi, t->easy);
+        give_back_easy(http, t->easy);
+    }
+    curl_slist_free_all(t->headers);
+    free(t->buf);
+    free(t->err);
+    free(t);
+}
+
+/* ---- callbacks -------------------------------------------------------- */
+
+static void copy_trimmed(char *dst, size_t cap, const char *src, size_t len)
+{
+    while (len && (src[len - 1] == '\r' || src[len - 1] == '\n' || src[len - 1] == ' '))
+        len--;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+static int header_is(const char *line, size_t len, const char *name, const char **value,
+                     size_t *value_len)
+{
+    size_t n = strlen(name);
+    if (len <= n || line[n] != ':' || strncasecmp(line, name, n) != 0)
+        return 0;
+    const char *v = line + n + 1;
+    size_t vl = len - n - 1;
+    while (vl && (*v == ' ' || *v == '\t')) {
+        v++;
+        vl--;
+    }
+    *value = v;
+    *value_len = vl;
+    return 1;
+}
+
+static size_t on_header(char *line, size_t size, size_t count, void *userdata)
+{
+    struct http_transfer *t = userdata;
+    size_t len = size * count;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        /* A new response (after a 100 Continue, say): forget the last one. */
+        t->have_length = t->have_total = 0;
+        t->etag[0] = t->content_type[0] = t->request_id[0] = t->last_modified[0] = '\0';
+        t->retry_after_ms = 0;
+        return len;
+    }
+    const char *v;
+    size_t vl;
+    char tmp[64];
+    if (header_is(line, len, "content-length", &v, &vl)) {
+        copy_trimmed(tmp, sizeof(tmp), v, vl);
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(tmp, &end, 10);
+        if (errno == 0 && end != tmp && *end == '\0') {
+            t->have_length = 1;
+            t->content_length = n;
+        }
+    } else if (header_is(line, len, "content-range", &v, &vl)) {
+        copy_trimmed(tmp, sizeof(tmp), v, vl);
+        const char *slash = strrchr(tmp, '/');
+        if (slash && slash[1] != '*') {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(slash + 1, &end, 10);
+            if (errno == 0 && *end == '\0') {
+                t->have_total = 1;
+                t->total = n;
+            }
+        }
+    } else if (header_is(line, len, "etag", &v, &vl)) {
+        copy_trimmed(t->etag, sizeof(t->etag), v, vl);
+    } else if (header_is(line, len, "content-type", &v, &vl)) {
+        copy_trimmed(t->content_type, sizeof(t->content_type), v, vl);
+    } else if (header_is(line, len, "last-modified", &v, &vl)) {
+        copy_trimmed(t->last_modified, sizeof(t->last_modified), v, vl);
+    } else if (header_is(line, len, "x-amz-request-id", &v, &vl) ||
+               header_is(line, len, "x-ms-request-id", &v, &vl) ||
+               header_is(line, len, "x-guploader-uploadid", &v, &vl)) {
+        copy_trimmed(t->request_id, sizeof(t->request_id), v, vl);
+    } else if (header_is(line, len, "retry-after", &v, &vl)) {
+        copy_trimmed(tmp, sizeof(tmp), v, vl);
+        char *end;
+        long seconds = strtol(tmp, &end, 10);
+        if (end != tmp && *end == '\0' && seconds >= 0 && seconds < 3600)
+            t->retry_after_ms = seconds * 1000;
+    }
+    return len;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *userdata)
+{
+    struct http_transfer *t = userdata;
+    size_t len = size * count;
+    long status = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300) {
+        /* Keep the start of an error body for its code; drop the rest. */
+        if (!t->err && !(t->err = malloc(ERROR_BODY_CAP)))
+            return len;
+        size_t room = ERROR_BODY_CAP - t->err_len;
+        size_t take = len < room ? len : room;
+        memcpy(t->err + t->err_len, data, take);
+        t->err_len += take;
+        return len;
+    }
+    if (!t->buf) {
+        if (t->have_length) {
+            if (t->content_length > (uint64_t)SIZE_MAX / 2) {
+                t->overflow = 1;
+                return 0;
+            }
+            t->cap = (size_t)t->content_length;
+            t->buf = aligned_buf_alloc(64, t->cap, t->content_length >= HUGE_PAGE_THRESHOLD);
+            t->exact = 1;
+        } else {
+            t->cap = GROWABLE_START;
+            t->buf = malloc(t->cap);
+        }
+        if (!t->buf) {
+            t->overflow = 1;
+            return 0;
+        }
+    }
+    if (len > t->cap - t->len) {
+        if (t->exact) {
+            t->overflow = 1; /* more than Content-Length: refuse it */
+            return 0;
+        }
+        size_t want = t->cap;
+        while (want - t->len < len && want < GROWABLE_CAP)
+            want *= 2;
+        if (want - t->len < len || want > GROWABLE_CAP) {
+            t->overflow = 1;
+            return 0;
+        }
+        uint8_t *grown = realloc(t->buf, want);
+        if (!grown) {
+            t->overflow = 1;
+            return 0;
+        }
+        t->buf = grown;
+        t->cap = want;
+    }
+    memcpy(t->buf + t->len, data, len);
+    t->len += len;
+    return len;
+}
+
+/* ---- starting an attempt ------------------------------------------------ */
+
+static const char *method_of(const struct s3dl_item *item)
+{
+    switch (item->op) {
+    case S3DL_OP_GET: return "GET";
+    case S3DL_OP_PUT: return "PUT";
+    case S3DL_OP_STAT: return "HEAD";
+    case S3DL_OP_DELETE: return "DELETE";
+    case S3DL_OP_POST: return "POST";
+    default: return "GET";
+    }
+}
+
+static int has_header(const struct s3dl_item *item, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < item->header_count; i++)
+        if (strncasecmp(item->headers[i], name, n) == 0 && item->headers[i][n] == ':')
+            return 1;
+    return 0;
+}
+
+static struct curl_slist *append(struct curl_slist *list, const char *line, int *failed)
+{
+    struct curl_slist *grown = curl_slist_append(list, line);
+    if (!grown)
+        *failed = 1;
+    return grown ? grown : list;
+}
+
+/* Builds the header list, signing when the client has credentials. */
+static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *client,
+                                 const char *method)
+{
+    struct s3dl_item *item = t->item;
+    struct url_view view;
+    if (url_split(item->target, &view) != 0)
+        return S3DL_E_INVALID_ARGUMENT;
+    int failed = 0;
+    char line[512];
+    struct curl_slist *h = NULL;
+    snprintf(line, sizeof(line), "Host: %.*s", (int)view.authority_len, view.authority);
+    h = append(h, line, &failed);
+    for (size_t i = 0; i < item->header_count; i++)
+        h = append(h, item->headers[i], &failed);
+    char range[96];
+    range[0] = '\0';
+    if (item->op == S3DL_OP_GET && (item->flags & S3DL_F_RANGE)) {
+        if (item->length == S3DL_LENGTH_TO_END)
+            snprintf(range, sizeof(range), "Range: bytes=%llu-",
+                     (unsigned long long)item->offset);
+        else
+            snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
+                     (unsigned long long)item->offset,
+                     (unsigned long long)(item->offset + item->length - 1));
+        h = append(h, range, &failed);
+    }
+    int has_body = item->op == S3DL_OP_PUT || item->op == S3DL_OP_POST;
+    if (has_body && !has_header(item, "Content-Type"))
+        h = append(h, "Content-Type: application/octet-stream", &failed);
+    h = append(h, "Expect:", &failed); /* no 100-continue round trip */
+    if (failed) {
+        curl_slist_free_all(h);
+        return S3DL_E_NOMEM;
+    }
+    t->headers = h;
+    if (!client->can_sign)
+        return S3DL_OK;
+
+    char payload_hash[CRYPTO_SHA256_HEX_LEN + 1];
+    if (!has_body || item->data_len == 0)
+        snprintf(payload_hash, sizeof(payload_hash), "%s", EMPTY_SHA256);
+    else if (client->signed_payload || item->op == S3DL_OP_POST) {
+        if (crypto_sha256_hex(item->data, item->data_len, payload_hash) != 0)
+            return S3DL_E_NOMEM;
+    } else
+        snprintf(payload_hash, sizeof(payload_hash), "UNSIGNED-PAYLOAD");
+
+    /* Sign every header we send except the ones proxies may rewrite. */
+    size_t count = 0;
+    struct sigv4_kv kv[72];
+    char content_sha[100];
+    snprintf(content_sha, sizeof(content_sha), "x-amz-content-sha256: %s", payload_hash);
+    for (struct curl_slist *p = h; p; p = p->next) {
+        const char *colon = strchr(p->data, ':');
+        if (!colon || colon[1] == '\0' || count == sizeof(kv) / sizeof(kv[0]) - 1)
+            continue;
+        if (strncasecmp(p->data, "Expect", 6) == 0)
+            continue;
+        const char *value = colon + 1;
+        while (*value == ' ')
+            value++;
+        kv[count++] = (struct sigv4_kv){p->data, (size_t)(colon - p->data), value, strlen(value)};
+    }
+    kv[count++] = (struct sigv4_kv){"x-amz-content-sha256", 20, payload_hash, strlen(payload_hash)};
+    struct url_decoded decoded;
+    int rc = url_decode(&view, &decoded);
+    if (rc != 0)
+        return rc == -2 ? S3DL_E_NOMEM : S3DL_E_INVALID_ARGUMENT;
+    struct sigv4_request req = {
+        .method = method,
+        .path = decoded.path,
+        .path_len = decoded.path_len,
+        .query = decoded.query,
+        .query_count = decoded.query_count,
+        .headers = kv,
+        .header_count = count,
+        .payload_hash = payload_hash,
+    };
+    struct sigv4_signed_headers signed_headers = {0};
+    s3dl_status st = sigv4_sign_headers(&client->signer, &req, (int64_t)time(NULL), &signed_headers);
+    url_decoded_free(&decoded);
+    if (st != S3DL_OK)
+        return st;
+    h = append(h, content_sha, &failed);
+    snprintf(line, sizeof(line), "X-Amz-Date: %s", signed_headers.amz_date);
+    h = append(h, line, &failed);
+    if (client->session_token) {
+        char *token_line = NULL;
+        if (asprintf(&token_line, "X-Amz-Security-Token: %s", client->session_token) < 0)
+            failed = 1;
+        else {
+            h = append(h, token_line, &failed);
+            crypto_wipe(token_line, strlen(token_line));
+            free(token_line);
+        }
+    }
+    char *auth_line = NULL;
+    if (asprintf(&auth_line, "Authorization: %s", signed_headers.authorization) < 0)
+        failed = 1;
+    else {
+        h = append(h, auth_line, &failed);
+        free(auth_line);
+    }
+    free(signed_headers.authorization);
+    t->headers = h;
+    return failed ? S3DL_E_NOMEM : S3DL_OK;
+}
+
+s3dl_status http_start(struct http_engine *http, struct s3dl_item *item,
+                       struct s3dl_client *client)
+{
+    struct http_transfer *t = calloc(1, sizeof(*t));
+    if (!t) {
+        item_fail(item, S3DL_E_NOMEM, ENOMEM, "out of memory starting a request");
+        return S3DL_E_NOMEM;
+    }
+    t->item = item;
+    const char *method = method_of(item);
+    s3dl_status st = build_headers(t, client, method);
+    if (st != S3DL_OK) {
+        transfer_free(http, t);
+        item_fail(item, st, 0, "cannot prepare %s request: %s", method, s3dl_strerror(st));
+        return st;
+    }
+    CURL *e = take_easy(http);
+    if (!e) {
+        transfer_free(http, t);
+        item_fail(item, S3DL_E_NOMEM, ENOMEM, "cannot create an HTTP handle");
+        return S3DL_E_NOMEM;
+    }
+    t->easy = e;
+    curl_easy_setopt(e, CURLOPT_URL, item->target);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_BYTES);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, client->connect_timeout_ms);
+    if (client->request_timeout_ms > 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, client->request_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (client->low_speed_timeout_ms + 999) / 1000);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, client->verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, client->verify_tls ? 2L : 0L);
+    if (client->ca_bundle)
+        curl_easy_setopt(e, CURLOPT_CAINFO, client->ca_bundle);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    switch (item->op) {
+    case S3DL_OP_STAT: curl_easy_setopt(e, CURLOPT_NOBODY, 1L); break;
+    case S3DL_OP_DELETE: curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE"); break;
+    case S3DL_OP_PUT:
+    case S3DL_OP_POST:
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, item->data ? item->data : (const void *)"");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)item->data_len);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        break;
+    default: break;
+    }
+    item->transfer = t;
+    item->attempts++;
+    if (curl_multi_add_handle(http->multi, e) != CURLM_OK) {
+        item->transfer = NULL;
+        transfer_free(http, t);
+        item_fail(item, S3DL_E_INTERNAL, 0, "libcurl refused the transfer");
+        return S3DL_E_INTERNAL;
+    }
+    return S3DL_OK;
+}
+
+struct s3dl_item *http_item_of(CURL *easy)
+{
+    struct http_transfer *t = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+    return t ? t->item : NULL;
+}
+
+void http_abort(struct http_engine *http, struct s3dl_item *item)
+{
+    transfer_free(http, item->transfer);
+    item->transfer = NULL;
+}
+
+/* ---- finishing ----------------------------------------------------------- */
+
+static void fill_stat(struct s3dl_item *item, const struct http_transfer *t)
+{
+    if (!item->stat)
+        item->stat = calloc(1, sizeof(*item->stat));
+    if (!item->stat)
+        return;
+    uint64_t size = t->have_total ? t->total : t->have_length ? t->content_length : t->len;
+    item->stat->size = size;
+    if (t->last_modified[0]) {
+        time_t when = curl_getdate(t->last_modified, NULL);
+        if (when > 0)
+            item->stat->mtime_ns = (int64_t)when * 1000000000LL;
+    }
+    snprintf(item->stat->etag, sizeof(item->stat->etag), "%s", t->etag);
+    snprintf(item->stat->content_type, sizeof(item->stat->content_type), "%s", t->content_type);
+}
+
+static void fail_with_detail(struct s3dl_item *item, s3dl_status st, const struct http_transfer *t,
+                             const struct s3_error_fields *fields, CURLcode code)
+{
+    const char *method = method_of(item);
+    if (code != CURLE_OK)
+        item_fail(item, st, 0, "%s failed: %s", method, curl_easy_strerror(code));
+    else if (fields->code[0])
+        item_fail(item, st, 0, "%s: HTTP %ld %s%s%s", method, t->status, fields->code,
+                  fields->message[0] ? ": " : "", fields->message);
+    else
+        item_fail(item, st, 0, "%s: HTTP %ld", method, t->status);
+    if (!item->detail)
+        return;
+    item->detail->http_status = (int)t->status;
+    snprintf(item->detail->code, sizeof(item->detail->code), "%s", fields->code);
+    snprintf(item->detail->request_id, sizeof(item->detail->request_id), "%s",
+             fields->request_id[0] ? fields->request_id : t->request_id);
+}
+
+int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl_client *client,
+                int64_t now_ns, uint64_t random)
+{
+    struct http_transfer *t = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+    struct s3dl_item *item = t->item;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->status);
+
+    struct s3_error_fields fields = {{0}, {0}, {0}};
+    if (t->err)
+        s3_error_parse(t->err, t->err_len, &fields);
+    /* A 200 whose body is an <Error> (CompleteMultipartUpload, CopyObject)
+     * is a failure, whatever the status line says. */
+    if (code == CURLE_OK && t->status == 200 && item->op == S3DL_OP_POST && t->buf &&
+        s3_error_parse((const char *)t->buf, t->len < 4096 ? t->len : 4096, &fields))
+        t->status = 500; /* classify like the InternalError it usually is */
+    struct attempt_outcome outcome = {(int)code, t->status, fields.code};
+
+    if (code == CURLE_OK && t->status >= 200 && t->status < 300) {
+        if (t->exact && t->len != t->cap) {
+            /* curl checks Content-Length too; this guards a truncated body
+             * ever being returned as success. */
+            outcome.curl_code = CURLE_PARTIAL_FILE;
+        } else {
+            retry_budget_refund(&client->retry_tokens);
+            if (item->op == S3DL_OP_GET || item->op == S3DL_OP_POST) {
+                if (!t->buf)
+                    t->buf = aligned_buf_alloc(64, 1, 0);
+                item->alloc = t->buf;
+                item->result = t->buf;
+                item->result_len = t->len;
+                t->buf = NULL;
+                if (item->op == S3DL_OP_GET)
+                    atomic_fetch_add_explicit(&http->counters->bytes_read, item->result_len,
+                                              memory_order_relaxed);
+            } else if (item->op == S3DL_OP_PUT) {
+                atomic_fetch_add_explicit(&http->counters->bytes_written, item->data_len,
+                                          memory_order_relaxed);
+            }
+            if (item->op == S3DL_OP_GET || item->op == S3DL_OP_STAT ||
+                item->op == S3DL_OP_PUT)
+                fill_stat(item, t);
+            item->status = item->alloc || item->op != S3DL_OP_GET ? S3DL_OK : S3DL_E_NOMEM;
+            http_abort(http, item);
+            return 1;
+        }
+    }
+    /* A range starting exactly at the end of a non-empty object: S3 says
+     * 416, local files give zero bytes; return zero bytes everywhere. */
+    if (code == CURLE_OK && t->status == 416 && (item->flags & S3DL_F_RANGE) && t->have_total &&
+        item->offset == t->total) {
+        {
+            item->alloc = item->result = aligned_buf_alloc(64, 1, 0);
+            item->result_len = 0;
+            item->status = item->alloc ? S3DL_OK : S3DL_E_NOMEM;
+            http_abort(http, item);
+            return 1;
+        }
+    }
+
+    enum retry_class cls = retry_classify(&outcome);
+    if (cls != RETRY_NONE && item->attempts < client->max_attempts &&
+        retry_budget_take(&client->retry_tokens, &outcome)) {
+        int64_t delay = retry_delay_ms(cls, item->attempts, t->retry_after_ms, random);
+        S3DL_LOG(S3DL_LOG_DEBUG, "retrying %s after %lld ms (attempt %d): curl %d, HTTP %ld %s",
+                 method_of(item), (long long)delay, item->attempts, (int)outcome.curl_code,
+                 t->status, fields.code);
+        item->retry_at_ns = now_ns + delay * 1000000LL;
+        http_abort(http, item);
+        return 0;
+    }
+    s3dl_status st = t->overflow ? S3DL_E_NOMEM : retry_final_status(&outcome);
+    if (st == S3DL_OK)
+        st = S3DL_E_HTTP;
+    fail_with_detail(item, st, t, &fields, (CURLcode)outcome.curl_code);
+    if (t->overflow && item->detail)
+        snprintf(item->detail->message, sizeof(item->detail->message),
+                 "%s: response larger than announced or than the %zu-byte cap",
+                 method_of(item), (size_t)GROWABLE_CAP);
+    http_abort(http, item);
+    return 1;
+}

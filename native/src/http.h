@@ -1,0 +1,44 @@
+/* Private: HTTP transfers for batch items, driven by the engine thread
+ * through one libcurl multi handle. */
+#ifndef S3DL_HTTP_H
+#define S3DL_HTTP_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "client.h"
+#include "file_pool.h"
+
+struct http_engine {
+    CURLM *multi;
+    CURL **idle;             /* reset easy handles kept for reuse */
+    size_t idle_count;
+    size_t idle_capacity;
+    struct file_pool_counters *counters;
+};
+
+/* Returns 0, or -1 if libcurl cannot be set up. */
+int http_engine_init(struct http_engine *http, long max_connections,
+                     struct file_pool_counters *counters);
+void http_engine_cleanup(struct http_engine *http);
+
+/* Starts one attempt of `item` (signing it now).  On failure the item is
+ * completed with that failure and S3DL_OK is not returned. */
+s3dl_status http_start(struct http_engine *http, struct s3dl_item *item,
+                       struct s3dl_client *client);
+
+/* Handles a transfer libcurl reports done.  Returns 1 when the item is
+ * complete (result or final error filled in), 0 when it was scheduled for a
+ * retry at item->retry_at_ns. */
+int http_finish(struct http_engine *http, CURL *easy, CURLcode result,
+                struct s3dl_client *client, int64_t now_ns, uint64_t random);
+
+/* The item a finished easy handle belongs to. */
+struct s3dl_item *http_item_of(CURL *easy);
+
+/* Stops an attempt in flight (cancel, deadline) and frees its state. */
+void http_abort(struct http_engine *http, struct s3dl_item *item);
+
+#endif

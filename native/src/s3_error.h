@@ -1,0 +1,20 @@
+/* Private: bounded extraction of the fields of an S3-style XML error body
+ * (<Error><Code>..</Code><Message>..</Message><RequestId>..</RequestId>).
+ * Not a general XML parser: it looks only for these elements, never reads
+ * past `len`, and copies at most the destination sizes. */
+#ifndef S3DL_S3_ERROR_H
+#define S3DL_S3_ERROR_H
+
+#include <stddef.h>
+
+struct s3_error_fields {
+    char code[64];
+    char message[256];
+    char request_id[128];
+};
+
+/* Fills `out` (fields "" when absent).  Returns 1 if the body contains an
+ * <Error> element, else 0. */
+int s3_error_parse(const char *body, size_t len, struct s3_error_fields *out);
+
+#endif

@@ -1,0 +1,129 @@
+"""Where S3 settings come from: the environment and the shared AWS files,
+in botocore's order.  Read once per client; a changed environment takes
+effect for clients created afterwards (see ``s3_client.current``).
+
+Credentials: ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
+``AWS_SESSION_TOKEN``; else the profile (``AWS_PROFILE``, default
+``default``) in ``AWS_SHARED_CREDENTIALS_FILE`` (``~/.aws/credentials``) and
+``AWS_CONFIG_FILE`` (``~/.aws/config``), including ``credential_process``.
+Region: ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's ``region``,
+else ``us-east-1``.  Endpoint: ``AWS_ENDPOINT_URL_S3``,
+``AWS_ENDPOINT_URL``, the profile's ``endpoint_url``.  TLS:
+``AWS_CA_BUNDLE`` / profile ``ca_bundle``."""
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from .errors import PermissionDeniedError, S3dlioError
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str = field(repr=False)
+    session_token: Optional[str] = field(default=None, repr=False)
+    source: str = "environment"
+
+    def __repr__(self) -> str:  # secrets never appear in reprs
+        return f"Credentials(access_key={self.access_key!r}, source={self.source!r})"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    region: str
+    endpoint: Optional[str]          # e.g. "http://127.0.0.1:9000"; None = AWS
+    addressing: str                  # "path" or "virtual"
+    credentials: Optional[Credentials]
+    ca_bundle: Optional[str]
+    verify_tls: bool
+
+
+def _read_ini(path: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(os.path.expanduser(path))
+    except (configparser.Error, OSError) as exc:
+        raise S3dlioError(f"cannot read AWS file {path}: {exc.__class__.__name__}") from None
+    return parser
+
+
+def _profile_sections(env: Mapping[str, str]) -> tuple[dict, dict]:
+    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    creds = _read_ini(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"))
+    config = _read_ini(env.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    cred_section = dict(creds.items(profile)) if creds.has_section(profile) else {}
+    config_name = profile if profile == "default" else f"profile {profile}"
+    conf_section = dict(config.items(config_name)) if config.has_section(config_name) else {}
+    return cred_section, conf_section
+
+
+def _credential_process(command: str) -> Credentials:
+    try:
+        out = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        doc = json.loads(out)
+        return Credentials(doc["AccessKeyId"], doc["SecretAccessKey"], doc.get("SessionToken"),
+                           source="credential_process")
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+        # The command's output may hold secrets: name only the failure kind.
+        raise PermissionDeniedError(
+            f"credential_process failed ({exc.__class__.__name__})", code="CredentialProcess"
+        ) from None
+
+
+def _credentials(env: Mapping[str, str], cred_section: dict,
+                 conf_section: dict) -> Optional[Credentials]:
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        return Credentials(key, secret, env.get("AWS_SESSION_TOKEN") or None)
+    for section, source in ((cred_section, "shared-credentials-file"),
+                            (conf_section, "config-file")):
+        if section.get("aws_access_key_id") and section.get("aws_secret_access_key"):
+            return Credentials(section["aws_access_key_id"], section["aws_secret_access_key"],
+                               section.get("aws_session_token"), source=source)
+    command = cred_section.get("credential_process") or conf_section.get("credential_process")
+    if command:
+        return _credential_process(command)
+    return None
+
+
+def _is_ip_or_local(host: str) -> bool:
+    host = host.split(":")[0].strip("[]")
+    return host == "localhost" or all(part.isdigit() for part in host.split(".")) or ":" in host
+
+
+def load(env: Optional[Mapping[str, str]] = None) -> S3Settings:
+    """Settings for a new client, from ``env`` (default: os.environ)."""
+    env = os.environ if env is None else env
+    cred_section, conf_section = _profile_sections(env)
+    region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+              or conf_section.get("region") or "us-east-1")
+    endpoint = (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+                or conf_section.get("endpoint_url") or None)
+    if endpoint:
+        endpoint = endpoint.rstrip("/")
+        if not endpoint.startswith(("http://", "https://")):
+            raise S3dlioError(f"endpoint URL must start with http:// or https://: {endpoint!r}",
+                              code="InvalidEndpoint")
+    style = (env.get("S3DLIO_ADDRESSING_STYLE") or conf_section.get("addressing_style")
+             or "auto").lower()
+    if style == "auto":
+        # Custom endpoints (MinIO, Ceph, moto, an IP) rarely have wildcard
+        # DNS for bucket subdomains; AWS itself prefers virtual-hosted.
+        style = "path" if endpoint else "virtual"
+    if style not in ("path", "virtual"):
+        raise S3dlioError(f"addressing style must be path, virtual or auto, not {style!r}",
+                          code="InvalidConfig")
+    if endpoint and _is_ip_or_local(endpoint.split("://", 1)[1]):
+        style = "path"
+    ca_bundle = env.get("AWS_CA_BUNDLE") or conf_section.get("ca_bundle") or None
+    verify = (env.get("S3DLIO_VERIFY_TLS", "1").lower() not in ("0", "false", "no"))
+    return S3Settings(region=region, endpoint=endpoint, addressing=style,
+                      credentials=_credentials(env, cred_section, conf_section),
+                      ca_bundle=ca_bundle, verify_tls=verify)

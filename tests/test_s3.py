@@ -1,0 +1,212 @@
+"""S3 specifics against moto server with signature checking on: auth,
+differential checks with boto3, keys that need encoding, buckets, and
+endpoints that refuse or answer garbage."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+import s3dlio
+
+
+@pytest.fixture
+def bucket(moto_s3):
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    s3dlio.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """Changes to os.environ made by a test, undone afterwards."""
+    return monkeypatch
+
+
+def test_wrong_secret_is_rejected(moto_s3, bucket, env):
+    s3dlio.put(f"s3://{bucket}/k", b"v")
+    env.setenv("AWS_SECRET_ACCESS_KEY", moto_s3.secret_key[:-1] + "x")
+    with pytest.raises(s3dlio.PermissionDeniedError) as info:
+        s3dlio.get(f"s3://{bucket}/k")
+    assert info.value.http_status == 403
+    assert info.value.code == "SignatureDoesNotMatch"
+    assert moto_s3.secret_key not in str(info.value)
+    env.setenv("AWS_SECRET_ACCESS_KEY", moto_s3.secret_key)
+    assert s3dlio.get(f"s3://{bucket}/k") == b"v"
+
+
+KEYS = ["plain.bin", "dir/sub/deep.bin", "sp ace.bin", "ünïcödé/ключ.bin", "plus+and&eq=.bin",
+        "q?hash#pct%20.bin", "tilde~star*paren(1).bin", "semi;colon,comma.bin", "emoji-\U0001F600"]
+
+
+def test_keys_that_need_encoding_round_trip_with_boto3(moto_s3, bucket):
+    boto = moto_s3.boto3_client()
+    for i, key in enumerate(KEYS):
+        s3dlio.put(f"s3://{bucket}/{key}", f"ours-{i}".encode())
+        assert boto.get_object(Bucket=bucket, Key=key)["Body"].read() == f"ours-{i}".encode()
+        boto.put_object(Bucket=bucket, Key="theirs/" + key, Body=f"theirs-{i}".encode())
+        assert s3dlio.get(f"s3://{bucket}/theirs/{key}") == f"theirs-{i}".encode()
+    listed = s3dlio.list(f"s3://{bucket}/")
+    boto_keys = [o["Key"] for o in boto.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert listed == [f"s3://{bucket}/{k}" for k in boto_keys]
+
+
+def test_stat_matches_boto3(moto_s3, bucket):
+    s3dlio.put(f"s3://{bucket}/m.json", b"{}")
+    head = moto_s3.boto3_client().head_object(Bucket=bucket, Key="m.json")
+    meta = s3dlio.stat(f"s3://{bucket}/m.json")
+    assert meta["size"] == head["ContentLength"] == 2
+    assert meta["etag"] == head["ETag"]
+    assert meta["content_type"] == "application/json"
+    assert meta["last_modified"].startswith(head["LastModified"].strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_listing_pages_and_delimiter(moto_s3, bucket):
+    keys = [f"p/{i:04d}" for i in range(1100)] + ["p/sub/x", "q"]
+    s3dlio.put_many([(f"s3://{bucket}/{k}", b"") for k in keys], max_in_flight=32)
+    assert len(s3dlio.list(f"s3://{bucket}/p/")) == 1101  # more than one 1,000-key page
+    top = s3dlio.list(f"s3://{bucket}/", recursive=False)
+    assert top == [f"s3://{bucket}/p/", f"s3://{bucket}/q"]
+    s3dlio.delete(f"s3://{bucket}/p", recursive=True)  # batched DeleteObjects
+    assert s3dlio.list(f"s3://{bucket}/") == [f"s3://{bucket}/q"]
+
+
+def test_bucket_errors(moto_s3):
+    with pytest.raises(s3dlio.InvalidArgumentError):
+        s3dlio.create_bucket("Bad_Name")
+    with pytest.raises(s3dlio.NotFoundError):
+        s3dlio.get(f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/k")
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    s3dlio.create_bucket(name)
+    s3dlio.create_bucket(f"s3://{name}")  # owning it already is fine
+    s3dlio.delete_bucket(name)
+    with pytest.raises(s3dlio.NotFoundError):
+        s3dlio.list(f"s3://{name}/")
+
+
+def test_zero_byte_and_range_past_end(moto_s3, bucket):
+    uri = f"s3://{bucket}/empty"
+    s3dlio.put(uri, b"")
+    assert s3dlio.get(uri) == b""
+    assert s3dlio.stat(uri)["size"] == 0
+    s3dlio.put(f"s3://{bucket}/abc", b"abc")
+    with pytest.raises(s3dlio.InvalidRangeError):
+        s3dlio.get_range(f"s3://{bucket}/abc", 4, 1)
+    assert s3dlio.get_range(f"s3://{bucket}/abc", 3) == b""
+
+
+def test_refused_connection_fails_fast(env):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+    env.setenv("AWS_ACCESS_KEY_ID", "k")
+    env.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    started = time.monotonic()
+    with pytest.raises(s3dlio.StorageIOError) as info:
+        s3dlio.get("s3://bucket/key")
+    assert time.monotonic() - started < 15
+    assert "s3://bucket/key" in str(info.value)
+
+
+def test_garbage_answer_is_a_typed_error(env):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        for _ in range(50):  # bounded
+            if stop.is_set():
+                return
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"\x00garbage that is not HTTP\r\n\r\n" * 10)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        env.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{server.getsockname()[1]}")
+        env.setenv("AWS_ACCESS_KEY_ID", "k")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "s")
+        with pytest.raises(s3dlio.S3dlioError):
+            s3dlio.get("s3://bucket/key")
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        server.close()
+
+
+def test_secrets_stay_out_of_reprs(moto_s3):
+    from s3dlio import aws_config, s3_client
+    settings = aws_config.load()
+    assert moto_s3.secret_key not in repr(settings)
+    assert moto_s3.secret_key not in repr(s3_client.current())
+    assert moto_s3.secret_key not in repr(settings.credentials)
+
+
+def test_profile_files(tmp_path, env):
+    creds = tmp_path / "credentials"
+    creds.write_text("[other]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = sec\n")
+    config = tmp_path / "config"
+    config.write_text("[profile other]\nregion = eu-west-3\n")
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        env.delenv(k, raising=False)
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    env.setenv("AWS_CONFIG_FILE", str(config))
+    env.setenv("AWS_PROFILE", "other")
+    from s3dlio import aws_config
+    settings = aws_config.load()
+    assert settings.credentials.access_key == "AKIDPROFILE"
+    assert settings.region == "eu-west-3"
+
+
+def test_credential_process(tmp_path, env):
+    script = tmp_path / "creds.sh"
+    script.write_text('#!/bin/sh\necho \'{"Version": 1, "AccessKeyId": "AKIDPROC", '
+                      '"SecretAccessKey": "procsecret", "SessionToken": "tok"}\'\n')
+    script.chmod(0o755)
+    config = tmp_path / "config"
+    config.write_text(f"[default]\ncredential_process = {script}\n")
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        env.delenv(k, raising=False)
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    env.setenv("AWS_CONFIG_FILE", str(config))
+    from s3dlio import aws_config
+    creds = aws_config.load().credentials
+    assert (creds.access_key, creds.session_token, creds.source) == (
+        "AKIDPROC", "tok", "credential_process")
+
+
+def test_addressing_styles(env):
+    from s3dlio import aws_config
+    from s3dlio.s3_client import S3Client
+    for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "S3DLIO_ADDRESSING_STYLE"):
+        env.delenv(k, raising=False)
+    env.setenv("AWS_REGION", "eu-west-1")
+    aws = S3Client(aws_config.load())
+    assert aws.object_url("bkt", "a b/c") == "https://bkt.s3.eu-west-1.amazonaws.com/a%20b/c"
+    env.setenv("AWS_ENDPOINT_URL_S3", "http://10.0.0.5:9000/")
+    custom = S3Client(aws_config.load())
+    assert custom.object_url("bkt", "k") == "http://10.0.0.5:9000/bkt/k"
+    env.setenv("AWS_ENDPOINT_URL_S3", "https://storage.example.com")
+    env.setenv("S3DLIO_ADDRESSING_STYLE", "virtual")
+    virtual = S3Client(aws_config.load())
+    assert virtual.object_url("bkt", "k") == "https://bkt.storage.example.com/k"
+
+
+def test_environment_read_per_client(moto_s3, env):
+    from s3dlio import s3_client
+    first = s3_client.current()
+    assert s3_client.current() is first  # unchanged environment: same client
+    env.setenv("AWS_REGION", "ap-south-1")
+    second = s3_client.current()
+    assert second is not first and second.settings.region == "ap-south-1"
