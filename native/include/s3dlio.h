@@ -294,9 +294,20 @@ typedef enum s3dl_client_option {
     S3DL_CLIENT_MAX_ATTEMPTS = 10,     /* int: tries per request incl. the first; default 3 */
     S3DL_CLIENT_SIGNED_PAYLOAD = 11,   /* int: 1 hash bodies into the signature; 0 (default)
                                         * UNSIGNED-PAYLOAD (TLS protects the body) */
-    S3DL_CLIENT_LOW_SPEED_TIMEOUT_MS = 12 /* int: abort an attempt moving < 1 byte/s this
+    S3DL_CLIENT_LOW_SPEED_TIMEOUT_MS = 12,/* int: abort an attempt moving < 1 byte/s this
                                         * long; default 30000 */
+    S3DL_CLIENT_CHECKSUM = 13          /* int: S3DL_CHECKSUM_* for PUT bodies and GET
+                                        * verification; default CRC32C */
 } s3dl_client_option;
+
+/* Integrity of bodies (S3DL_CLIENT_CHECKSUM).  With CRC32C, PUTs carry
+ * x-amz-checksum-crc32c and whole-object GETs ask for the stored checksum
+ * (x-amz-checksum-mode: ENABLED) and verify it when the server returns one;
+ * a mismatch is retried, then reported as S3DL_E_CHECKSUM.  CONTENT_MD5 is
+ * for stores without flexible checksums (PUTs only). */
+#define S3DL_CHECKSUM_NONE 0
+#define S3DL_CHECKSUM_CRC32C 1
+#define S3DL_CHECKSUM_CONTENT_MD5 2
 
 /* Creates a client with defaults.  *out is caller-owned; s3dl_client_free(). */
 S3DL_API s3dl_status s3dl_client_new(s3dl_client **out);

@@ -19,6 +19,7 @@ static void set_defaults(struct s3dl_client *c)
     c->request_timeout_ms = 0;
     c->low_speed_timeout_ms = 30000;
     c->max_attempts = 3;
+    c->checksum = S3DL_CHECKSUM_CRC32C;
     c->retry_tokens = RETRY_BUDGET_TOKENS;
 }
 
@@ -125,6 +126,10 @@ s3dl_status s3dl_client_setopt_int(s3dl_client *c, s3dl_client_option option, in
     case S3DL_CLIENT_LOW_SPEED_TIMEOUT_MS:
         if (value < 1000 || value > day_ms) st = S3DL_E_INVALID_ARGUMENT;
         else c->low_speed_timeout_ms = (long)value;
+        break;
+    case S3DL_CLIENT_CHECKSUM:
+        if (value < S3DL_CHECKSUM_NONE || value > S3DL_CHECKSUM_CONTENT_MD5) st = S3DL_E_INVALID_ARGUMENT;
+        else c->checksum = (int)value;
         break;
     case S3DL_CLIENT_MAX_ATTEMPTS:
         if (value < 1 || value > 100) st = S3DL_E_INVALID_ARGUMENT;

@@ -26,6 +26,7 @@ struct s3dl_client {
     long low_speed_timeout_ms;
     int max_attempts;
     int signed_payload;
+    int checksum;            /* S3DL_CHECKSUM_* */
     int can_sign;            /* credentials present: signer is ready */
     struct sigv4_signer signer;
     /* Retry budget (token bucket), engine thread only. */

@@ -49,6 +49,31 @@ int crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_L
     return 0;
 }
 
+int crypto_md5(const void *data, size_t len, uint8_t out[16])
+{
+    unsigned int n = 0;
+    return EVP_Digest(data, len, out, &n, EVP_md5(), NULL) == 1 && n == 16 ? 0 : -1;
+}
+
+void crypto_base64(const uint8_t *bytes, size_t len, char *out)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)bytes[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)bytes[i + 1] << 8;
+        if (i + 2 < len)
+            v |= bytes[i + 2];
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? alphabet[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
 void crypto_wipe(void *p, size_t len)
 {
     OPENSSL_cleanse(p, len);

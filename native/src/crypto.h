@@ -24,6 +24,14 @@ void crypto_hex(const uint8_t *bytes, size_t len, char *out);
 /* SHA-256 of `data` as 64 lower-case hex digits and a NUL.  Returns 0 or -1. */
 int crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_LEN + 1]);
 
+/* MD5 of `len` bytes (for Content-MD5 only; never for security).
+ * Returns 0 or -1. */
+int crypto_md5(const void *data, size_t len, uint8_t out[16]);
+
+/* Standard base64 (with padding) of `len` bytes into `out`, which holds at
+ * least 4 * ((len + 2) / 3) + 1 bytes. */
+void crypto_base64(const uint8_t *bytes, size_t len, char *out);
+
 /* Overwrites `len` bytes at `p` with zeros in a way the compiler keeps, for
  * secrets about to be freed. */
 void crypto_wipe(void *p, size_t len);

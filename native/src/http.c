@@ -50,6 +50,8 @@ struct http_transfer {
     char content_type[128];
     char request_id[128];
     char last_modified[64];
+    char checksum_crc32c[64];   /* x-amz-checksum-crc32c of the response */
+    int checksum_mismatch;
 };
 
 /* ---- engine ----------------------------------------------------------- */
@@ -152,6 +154,7 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
         /* A new response (after a 100 Continue, say): forget the last one. */
         t->have_length = t->have_total = 0;
         t->etag[0] = t->content_type[0] = t->request_id[0] = t->last_modified[0] = '\0';
+        t->checksum_crc32c[0] = '\0';
         t->retry_after_ms = 0;
         return len;
     }
@@ -185,6 +188,8 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
         copy_trimmed(t->content_type, sizeof(t->content_type), v, vl);
     } else if (header_is(line, len, "last-modified", &v, &vl)) {
         copy_trimmed(t->last_modified, sizeof(t->last_modified), v, vl);
+    } else if (header_is(line, len, "x-amz-checksum-crc32c", &v, &vl)) {
+        copy_trimmed(t->checksum_crc32c, sizeof(t->checksum_crc32c), v, vl);
     } else if (header_is(line, len, "x-amz-request-id", &v, &vl) ||
                header_is(line, len, "x-ms-request-id", &v, &vl) ||
                header_is(line, len, "x-guploader-uploadid", &v, &vl)) {
@@ -319,6 +324,34 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
     int has_body = item->op == S3DL_OP_PUT || item->op == S3DL_OP_POST;
     if (has_body && !has_header(item, "Content-Type"))
         h = append(h, "Content-Type: application/octet-stream", &failed);
+    char checksum_line[96];
+    if (item->op == S3DL_OP_PUT && !has_header(item, "x-amz-checksum-crc32c") &&
+        !has_header(item, "Content-MD5")) {
+        checksum_line[0] = '\0';
+        if (client->checksum == S3DL_CHECKSUM_CRC32C) {
+            uint32_t crc = s3dl_crc32c(0, item->data, item->data_len);
+            uint8_t be[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8),
+                             (uint8_t)crc};
+            char b64[16];
+            crypto_base64(be, 4, b64);
+            snprintf(checksum_line, sizeof(checksum_line), "x-amz-checksum-crc32c: %s", b64);
+            /* As the AWS SDKs do: names the algorithm so the store keeps
+             * the checksum and returns it on GET. */
+            h = append(h, "x-amz-sdk-checksum-algorithm: CRC32C", &failed);
+        } else if (client->checksum == S3DL_CHECKSUM_CONTENT_MD5) {
+            uint8_t md5[16];
+            char b64[32];
+            if (crypto_md5(item->data ? item->data : "", item->data_len, md5) != 0)
+                failed = 1;
+            crypto_base64(md5, 16, b64);
+            snprintf(checksum_line, sizeof(checksum_line), "Content-MD5: %s", b64);
+        }
+        if (checksum_line[0])
+            h = append(h, checksum_line, &failed);
+    }
+    if (item->op == S3DL_OP_GET && !(item->flags & S3DL_F_RANGE) &&
+        client->checksum == S3DL_CHECKSUM_CRC32C)
+        h = append(h, "x-amz-checksum-mode: ENABLED", &failed);
     h = append(h, "Expect:", &failed); /* no 100-continue round trip */
     if (failed) {
         curl_slist_free_all(h);
@@ -515,6 +548,20 @@ static void fail_with_detail(struct s3dl_item *item, s3dl_status st, const struc
              fields->request_id[0] ? fields->request_id : t->request_id);
 }
 
+/* Compares a whole-object body with the server's x-amz-checksum-crc32c.
+ * Composite checksums of multipart objects ("...-N") cannot be checked
+ * against the whole body and are skipped. */
+static int checksum_matches(const struct http_transfer *t)
+{
+    if (!t->checksum_crc32c[0] || strchr(t->checksum_crc32c, '-') || t->have_total)
+        return 1;
+    uint32_t crc = s3dl_crc32c(0, t->buf ? t->buf : (const uint8_t *)"", t->len);
+    uint8_t be[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8), (uint8_t)crc};
+    char b64[16];
+    crypto_base64(be, 4, b64);
+    return strcmp(b64, t->checksum_crc32c) == 0;
+}
+
 int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl_client *client,
                 int64_t now_ns, uint64_t random)
 {
@@ -533,7 +580,12 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
         t->status = 500; /* classify like the InternalError it usually is */
     struct attempt_outcome outcome = {(int)code, t->status, fields.code};
 
-    if (code == CURLE_OK && t->status >= 200 && t->status < 300) {
+    if (code == CURLE_OK && t->status >= 200 && t->status < 300 && item->op == S3DL_OP_GET &&
+        !checksum_matches(t)) {
+        /* Retried like a transient fault; reported as S3DL_E_CHECKSUM. */
+        t->checksum_mismatch = 1;
+        outcome.curl_code = CURLE_PARTIAL_FILE;
+    } else if (code == CURLE_OK && t->status >= 200 && t->status < 300) {
         if (t->exact && t->len != t->cap) {
             /* curl checks Content-Length too; this guards a truncated body
              * ever being returned as success. */
@@ -586,10 +638,16 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
         http_abort(http, item);
         return 0;
     }
-    s3dl_status st = t->overflow ? S3DL_E_NOMEM : retry_final_status(&outcome);
+    s3dl_status st = t->overflow            ? S3DL_E_NOMEM
+                     : t->checksum_mismatch ? S3DL_E_CHECKSUM
+                                            : retry_final_status(&outcome);
     if (st == S3DL_OK)
         st = S3DL_E_HTTP;
     fail_with_detail(item, st, t, &fields, (CURLcode)outcome.curl_code);
+    if (t->checksum_mismatch && item->detail)
+        snprintf(item->detail->message, sizeof(item->detail->message),
+                 "GET: body does not match x-amz-checksum-crc32c %s after %d attempt(s)",
+                 t->checksum_crc32c, item->attempts);
     if (t->overflow && item->detail)
         snprintf(item->detail->message, sizeof(item->detail->message),
                  "%s: response larger than announced or than the %zu-byte cap",
