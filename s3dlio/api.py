@@ -14,13 +14,13 @@ import os
 import re
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
-from . import _engine, s3_client
+from . import _engine, s3_client, s3_multipart
 from . import _local as _localfs
 from ._native import lib
 from ._bytesview import BytesView, from_bytes
 from ._engine import Request
 from .errors import (InvalidArgumentError, InvalidRangeError, IsADirectoryError, NotFoundError,
-                     UnsupportedError, error_for_status, error_from_oserror)
+                     S3dlioError, UnsupportedError, error_for_status, error_from_oserror)
 from .uri import ParsedURI, parse_uri
 
 BytesLike = Union[bytes, bytearray, memoryview, BytesView, Any]
@@ -137,11 +137,43 @@ def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAUL
              *, fsync: bool = False, overwrite: bool = True) -> None:
     """Writes many ``(uri, data)`` pairs, ``max_in_flight`` at a time.  Every
     item is attempted; the first failure (in input order) is raised after the
-    others finish.  Each object is written atomically; the batch is not."""
+    others finish.  Each object is written atomically; the batch is not.
+    Large S3 objects go up as multipart uploads with parallel parts."""
     requests = _put_requests(items, fsync, overwrite)
-    batch, statuses, views = _engine.run(requests, max_in_flight)
-    _raise_first(batch, statuses, views)
-    batch.free()
+    small, large = _split_multipart(requests)
+    errors: dict[int, Exception] = {}
+    if small:
+        results, statuses, views = _engine.run([requests[i] for i in small], max_in_flight)
+        errors.update(_errors_by_index(results, statuses, small))
+        results.free()
+    for i in large:
+        try:
+            s3_multipart.upload(*_multipart_args(requests[i]))
+        except S3dlioError as exc:
+            errors[i] = exc
+    if errors:
+        raise errors[min(errors)]
+
+
+def _split_multipart(requests: Sequence[Request]) -> tuple[List[int], List[int]]:
+    """Indices of ordinary PUTs, and of S3 PUTs big enough for multipart."""
+    limit = s3_multipart.threshold()
+    large = [i for i, r in enumerate(requests)
+             if r.client is not None and len(memoryview(r.data)) >= limit]
+    chosen = set(large)
+    return [i for i in range(len(requests)) if i not in chosen], large
+
+
+def _multipart_args(req: Request) -> tuple[ParsedURI, Any, tuple, bool]:
+    create_only = "If-None-Match: *" in req.headers
+    headers = tuple(h for h in req.headers if h != "If-None-Match: *")
+    return parse_uri(req.uri), req.data, headers, create_only
+
+
+def _errors_by_index(results: _engine.Results, statuses: Sequence[int],
+                     indices: Sequence[int]) -> dict[int, Exception]:
+    return {indices[j]: results.error(j, status)
+            for j, status in enumerate(statuses) if status != lib.S3DL_OK}
 
 
 def get(uri: str) -> BytesView:

@@ -6,10 +6,11 @@ from typing import Any, Optional, Sequence
 
 from . import _engine
 from ._bytesview import BytesView
+from . import s3_multipart
 from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
-                  _get_requests, _put_requests, _raise_first, _range_request, _stat_requests,
-                  _stat_results)
-from .errors import InvalidRangeError, IsADirectoryError, NotFoundError
+                  _errors_by_index, _get_requests, _multipart_args, _put_requests, _raise_first,
+                  _range_request, _split_multipart, _stat_requests, _stat_results)
+from .errors import InvalidRangeError, IsADirectoryError, NotFoundError, S3dlioError
 
 
 async def put_async(uri: str, data: BytesLike, *, fsync: bool = False,
@@ -23,9 +24,20 @@ async def put_many_async(items: Sequence[tuple[str, BytesLike]],
                          overwrite: bool = True) -> None:
     """Async :func:`s3dlio.put_many`."""
     requests = _put_requests(items, fsync, overwrite)
-    batch, statuses, views = await _engine.run_async(requests, max_in_flight)
-    _raise_first(batch, statuses, views)
-    batch.free()
+    small, large = _split_multipart(requests)
+    errors: dict[int, Exception] = {}
+    if small:
+        results, statuses, views = await _engine.run_async([requests[i] for i in small],
+                                                           max_in_flight)
+        errors.update(_errors_by_index(results, statuses, small))
+        results.free()
+    for i in large:
+        try:
+            await s3_multipart.upload_async(*_multipart_args(requests[i]))
+        except S3dlioError as exc:
+            errors[i] = exc
+    if errors:
+        raise errors[min(errors)]
 
 
 async def get_async(uri: str) -> BytesView:

@@ -3,6 +3,7 @@ differential checks with boto3, keys that need encoding, buckets, and
 endpoints that refuse or answer garbage."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -239,3 +240,37 @@ def test_corrupted_download_is_detected(moto_s3, bucket):
     assert "3 attempt" in str(info.value)
     # Ranged reads cannot be checked against a whole-object checksum.
     assert s3dlio.get_range(f"s3://{bucket}/bad", 0, 3) == b"pay"
+
+
+def test_multipart_upload_round_trip(moto_s3, bucket, env):
+    env.setenv("S3DLIO_MULTIPART_THRESHOLD", str(6 << 20))
+    env.setenv("S3DLIO_MULTIPART_PART_SIZE", str(5 << 20))
+    data = os.urandom((13 << 20) + 7)  # three parts, the last short
+    uri = f"s3://{bucket}/big.bin"
+    s3dlio.put(uri, data)
+    assert s3dlio.get(uri) == data
+    head = moto_s3.boto3_client().head_object(Bucket=bucket, Key="big.bin")
+    assert head["ETag"].endswith('-3"')  # a real multipart object, boto3 agrees
+    assert head["ContentLength"] == len(data)
+    boto = moto_s3.boto3_client()
+    assert boto.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    import asyncio
+    asyncio.run(s3dlio.put_async(f"s3://{bucket}/big2.bin", data))
+    assert s3dlio.get(f"s3://{bucket}/big2.bin") == data
+    with pytest.raises(s3dlio.AlreadyExistsError):
+        s3dlio.put(uri, data, overwrite=False)
+
+
+def test_failed_multipart_upload_is_aborted(moto_s3, bucket, env):
+    env.setenv("S3DLIO_MULTIPART_THRESHOLD", str(6 << 20))
+    env.setenv("S3DLIO_MULTIPART_PART_SIZE", str(1 << 20))  # clamped to S3's 5 MiB minimum
+    uri = f"s3://{bucket}/once.bin"
+    first = os.urandom(7 << 20)
+    s3dlio.put(uri, first)
+    # Completion fails (the object exists and the write is create-only):
+    # the parts were uploaded, so the upload must be aborted, not left.
+    with pytest.raises(s3dlio.AlreadyExistsError):
+        s3dlio.put(uri, os.urandom(7 << 20), overwrite=False)
+    boto = moto_s3.boto3_client()
+    assert boto.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3dlio.get(uri) == first
