@@ -86,7 +86,7 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
             for n, (etag, piece) in enumerate(zip(etags, slices), start=1))
         xml = (f'<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
                f"{body}</CompleteMultipartUpload>").encode()
-        complete_headers = ("Content-Type: application/xml",)
+        complete_headers: tuple[str, ...] = ("Content-Type: application/xml",)
         if create_only:
             complete_headers += ("If-None-Match: *",)
         results = yield [Request(_engine.OP_POST, parsed.raw, f"{url}?{upload_query}",
