@@ -14,7 +14,8 @@ from __future__ import annotations
 from ._bytesview import BytesView
 from ._logbridge import init_logging
 from ._native import version_string as _native_version
-from .api import (create_bucket, delete, delete_bucket, exists, get, get_many, get_range, list,
+from .api import (create_bucket, delete, delete_bucket, exists, get, get_many, get_many_stats,
+                  get_range, list,
                   mkdir, presign, put, put_bytes, put_many, stat, stat_many, stats)
 from .asyncops import (exists_async, get_async, get_many_async, get_range_async, put_async,
                        put_many_async, stat_async, stat_many_async)
@@ -33,7 +34,7 @@ __all__ = [
     "BytesView", "init_logging", "__version__",
     "put", "put_bytes", "put_many", "get", "get_range", "get_many", "stat", "stat_many",
     "exists", "delete", "list", "mkdir", "stats", "upload", "download",
-    "create_bucket", "delete_bucket", "presign",
+    "create_bucket", "delete_bucket", "presign", "get_many_stats",
     "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
     "stat_async", "stat_many_async", "exists_async",
     "get_object", "stat_object", "list_objects",

@@ -100,6 +100,7 @@ class Request:
     flags: int = 0
     client: Any = None
     headers: tuple = ()
+    dest: Optional[tuple[int, int]] = None  # (address, capacity) of caller memory for a GET
 
 
 class Batch:
@@ -146,6 +147,12 @@ class Batch:
                                         size, req.flags, index)
             if status != lib.S3DL_OK:
                 raise _error(status, req.uri, None)
+            if req.dest is not None:
+                status = lib.s3dl_batch_set_destination(self.ptr, index[0],
+                                                        ffi.cast("void *", req.dest[0]),
+                                                        req.dest[1])
+                if status != lib.S3DL_OK:
+                    raise _error(status, req.uri, None)
             for header in req.headers:
                 status = lib.s3dl_batch_add_header(self.ptr, index[0], header.encode())
                 if status != lib.S3DL_OK:

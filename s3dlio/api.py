@@ -14,10 +14,10 @@ import os
 import re
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
-from . import _engine, s3_client, s3_multipart
+from . import _engine, s3_client, s3_multipart, size_cache
 from . import _local as _localfs
-from ._native import lib
-from ._bytesview import BytesView, from_bytes
+from ._native import ffi, lib
+from ._bytesview import BytesView, from_bytes, wrap_many
 from ._engine import Request
 from .errors import (InvalidArgumentError, InvalidRangeError, IsADirectoryError, NotFoundError,
                      S3dlioError, UnsupportedError, error_for_status, error_from_oserror)
@@ -140,6 +140,8 @@ def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAUL
     others finish.  Each object is written atomically; the batch is not.
     Large S3 objects go up as multipart uploads with parallel parts."""
     requests = _put_requests(items, fsync, overwrite)
+    for req in requests:
+        size_cache.forget(req.uri)
     small, large = _split_multipart(requests)
     errors: dict[int, Exception] = {}
     if small:
@@ -177,10 +179,68 @@ def _errors_by_index(results: _engine.Results, statuses: Sequence[int],
 
 
 def get(uri: str) -> BytesView:
-    """Reads a whole object into memory and returns a zero-copy BytesView."""
-    batch, view = _run_single(_request(_engine.OP_GET, _route(uri)))
+    """Reads a whole object into memory and returns a zero-copy BytesView.
+    An S3 object whose size is already known (listing, stat,
+    get_many_stats) and at least S3DLIO_RANGE_THRESHOLD (64 MiB) arrives as
+    parallel ranged GETs written straight into one buffer."""
+    parsed = _route(uri)
+    if not parsed.is_local:
+        known = size_cache.lookup(parsed.raw)
+        if known is not None and known[0] >= _range_threshold():
+            view = _get_split(parsed, known[0], known[1])
+            if view is not None:
+                return view
+    batch, view = _run_single(_request(_engine.OP_GET, parsed))
     batch.free()
     return view
+
+
+def _range_threshold() -> int:
+    return int(os.environ.get("S3DLIO_RANGE_THRESHOLD", str(64 << 20)), 0)
+
+
+def _get_split(parsed: ParsedURI, size: int, etag: Optional[str]) -> Optional[BytesView]:
+    """Parallel ranges into one native buffer.  Pinned to the listed ETag
+    (If-Match); if the object changed, forgets the stale size and returns
+    None so the caller falls back to a plain GET."""
+    part = int(os.environ.get("S3DLIO_RANGE_PART_SIZE", str(16 << 20)), 0)
+    buf = lib.s3dl_alloc(size)
+    if buf == ffi.NULL:
+        raise error_for_status("S3DL_E_NOMEM", f"cannot allocate {size} bytes: {parsed.raw}",
+                               uri=parsed.raw)
+    base = int(ffi.cast("uintptr_t", buf))
+    try:
+        headers = (f"If-Match: {etag}",) if etag else ()
+        requests = []
+        for offset in range(0, size, part):
+            length = min(part, size - offset)
+            req = _request(_engine.OP_GET, parsed, offset=offset, length=length,
+                           flags=_engine.F_RANGE, headers=headers)
+            req.dest = (base + offset, length)
+            requests.append(req)
+        results, statuses, views = _engine.run(requests, min(16, len(requests)))
+        try:
+            changed = any(s == lib.S3DL_E_EXISTS for s in statuses) or any(
+                s == lib.S3DL_OK and len(v) != r.length
+                for s, v, r in zip(statuses, views, requests))
+            if not changed:
+                _raise_first(results, statuses, views)
+        finally:
+            for view in views:
+                view.release()
+            results.free()
+        if changed:
+            size_cache.forget(parsed.raw)
+            lib.s3dl_free(buf)
+            return None
+    except BaseException:
+        lib.s3dl_free(buf)
+        raise
+    holder = ffi.new("void *[1]", [buf])
+    lens = ffi.new("uint64_t[1]", [size])
+    addr = lambda p: int(ffi.cast("uintptr_t", p))  # noqa: E731
+    return wrap_many(addr(holder), addr(holder), addr(lens), 1,
+                     int(ffi.cast("uintptr_t", ffi.addressof(lib, "s3dl_free"))))[0]
 
 
 def get_range(uri: str, offset: int, length: Optional[int] = None) -> BytesView:
@@ -300,7 +360,21 @@ def _stat_results(batch: _engine.Results, statuses: Sequence[int],
     _raise_first(batch, statuses, views)
     out = [_stat_dict(parse_uri(req.uri), batch.stat(i)) for i, req in enumerate(batch.requests)]
     batch.free()
+    for req, meta in zip(batch.requests, out):
+        if req.client is not None:
+            size_cache.remember(req.uri, meta["size"], meta["etag"])
     return out
+
+
+def get_many_stats(uris: Sequence[str], concurrency: int = DEFAULT_MAX_IN_FLIGHT) -> dict:
+    """Stats many objects at once and keeps their sizes, so later GETs of
+    large objects can split into parallel ranges without asking again.
+    Returns ``{"total_objects", "total_bytes", "duration_seconds"}``."""
+    import time
+    started = time.perf_counter()
+    metas = stat_many(uris, max_in_flight=concurrency)
+    return {"total_objects": len(metas), "total_bytes": sum(m["size"] for m in metas),
+            "duration_seconds": time.perf_counter() - started}
 
 
 def exists(uri: str) -> bool:
@@ -329,6 +403,8 @@ def delete(uri: str, recursive: bool = False) -> None:
         targets = [_route(uri).raw]
     if not targets:
         return
+    for target in targets:
+        size_cache.forget(target)
     requests = [_request(_engine.OP_DELETE, p) for p in map(_route, targets)]
     batch, statuses, views = _engine.run(requests, DEFAULT_MAX_IN_FLIGHT)
     _raise_first(batch, statuses, views, ok=(lib.S3DL_OK, lib.S3DL_E_NOT_FOUND))
@@ -339,6 +415,8 @@ def _s3_delete_many(parsed: ParsedURI, uris: Sequence[str]) -> None:
     """Deletes S3 objects 1,000 per DeleteObjects request, requests running
     concurrently; any per-key error is raised after all have run."""
     client = s3_client.current()
+    for u in uris:
+        size_cache.forget(u)
     keys = [parse_uri(u).key for u in uris]
     requests = []
     for start in range(0, len(keys), 1000):
@@ -410,7 +488,10 @@ def _s3_list(parsed: ParsedURI, recursive: bool) -> List[str]:
             finally:
                 view.release()
                 batch.free()
-            out.extend(parsed.with_key(k) for k, _size in objects)
+            for key, size, etag in objects:
+                uri = parsed.with_key(key)
+                size_cache.remember(uri, size, etag)
+                out.append(uri)
             out.extend(parsed.with_key(p) for p in common)
             if token is None:
                 break

@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 from . import _engine
 from ._bytesview import BytesView
-from . import s3_multipart
+from . import s3_multipart, size_cache
 from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
                   _errors_by_index, _get_requests, _multipart_args, _put_requests, _raise_first,
                   _range_request, _split_multipart, _stat_requests, _stat_results)
@@ -24,6 +24,8 @@ async def put_many_async(items: Sequence[tuple[str, BytesLike]],
                          overwrite: bool = True) -> None:
     """Async :func:`s3dlio.put_many`."""
     requests = _put_requests(items, fsync, overwrite)
+    for req in requests:
+        size_cache.forget(req.uri)
     small, large = _split_multipart(requests)
     errors: dict[int, Exception] = {}
     if small:

@@ -140,12 +140,16 @@ def list_page_url(client: S3Client, bucket: str, prefix: str, token: Optional[st
     return f"{client.bucket_url(bucket)}?{query}"
 
 
-def parse_list_page(body: bytes, uri: str) -> tuple[list[tuple[str, int]], list[str],
+def parse_list_page(body: bytes, uri: str) -> tuple[list[tuple[str, int, str]], list[str],
                                                     Optional[str]]:
-    """Returns ((key, size) pairs, common prefixes, next continuation token)."""
+    """Returns ((key, size, etag) triples, common prefixes, next token)."""
     root = parse_xml(body, uri)
-    objects = [(text(c, "Key"), int(text(c, "Size", "0") or 0))
-               for c in iter_all(root, "Contents")]
+    try:
+        objects = [(text(c, "Key"), int(text(c, "Size", "0") or 0), text(c, "ETag"))
+                   for c in iter_all(root, "Contents")]
+    except ValueError:
+        raise StorageIOError(f"listing with a non-numeric size: {uri}", uri=uri,
+                             code="MalformedListing") from None
     prefixes = [text(p, "Prefix") for p in iter_all(root, "CommonPrefixes")]
     truncated = text(root, "IsTruncated", "false").lower() == "true"
     token = text(root, "NextContinuationToken") or None

@@ -274,3 +274,27 @@ def test_failed_multipart_upload_is_aborted(moto_s3, bucket, env):
     boto = moto_s3.boto3_client()
     assert boto.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert s3dlio.get(uri) == first
+
+
+def test_known_size_splits_into_parallel_ranges(moto_s3, bucket, env):
+    env.setenv("S3DLIO_RANGE_THRESHOLD", str(1 << 20))
+    env.setenv("S3DLIO_RANGE_PART_SIZE", str(3 << 20))
+    env.setenv("S3DLIO_MULTIPART_THRESHOLD", str(64 << 20))
+    data = os.urandom((10 << 20) + 5)  # four ranges, the last short
+    uri = f"s3://{bucket}/split.bin"
+    s3dlio.put(uri, data)
+    summary = s3dlio.get_many_stats([uri], concurrency=4)
+    assert summary["total_objects"] == 1 and summary["total_bytes"] == len(data)
+    before = s3dlio.stats()
+    view = s3dlio.get(uri)
+    assert view == data
+    after = s3dlio.stats()
+    assert after["bytes_read"] - before["bytes_read"] == len(data)
+    assert after["items_completed"] - before["items_completed"] == 4  # four ranged GETs
+    # Another writer replaces the object: the stale size is not trusted.
+    newer = os.urandom((5 << 20) + 1)
+    moto_s3.boto3_client().put_object(Bucket=bucket, Key="split.bin", Body=newer)
+    assert s3dlio.get(uri) == newer
+    # Sizes also come from listings.
+    s3dlio.list(f"s3://{bucket}/")
+    assert s3dlio.get(uri) == newer

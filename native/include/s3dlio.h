@@ -209,6 +209,19 @@ S3DL_API s3dl_status s3dl_batch_add_many(s3dl_batch *batch, s3dl_op op, size_t c
 S3DL_API s3dl_status s3dl_batch_add_header(s3dl_batch *batch, size_t index,
                                            const char *header);
 
+/* Makes GET item `index` write its body into caller memory [dst, dst+cap)
+ * instead of a new allocation (HTTP items only).  `dst` is borrowed until
+ * the batch completes.  A body longer than `cap` fails the item with
+ * S3DL_E_NOMEM.  The item's result then points into `dst` and its
+ * allocation is NULL.  Before submit only. */
+S3DL_API s3dl_status s3dl_batch_set_destination(s3dl_batch *batch, size_t index, void *dst,
+                                                size_t cap);
+
+/* Allocates `size` bytes suited to large I/O results (64-byte aligned,
+ * huge pages when large), for use as a destination.  Release with
+ * s3dl_free().  Returns NULL when out of memory. */
+S3DL_API void *s3dl_alloc(size_t size);
+
 /* Number of items added so far. */
 S3DL_API size_t s3dl_batch_count(const s3dl_batch *batch);
 

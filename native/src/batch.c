@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "aligned_buf.h"
 #include "client.h"
 #include "engine.h"
 
@@ -229,6 +230,20 @@ s3dl_status s3dl_batch_add_header(s3dl_batch *b, size_t index, const char *heade
     item->header_count++;
     return S3DL_OK;
 }
+
+s3dl_status s3dl_batch_set_destination(s3dl_batch *b, size_t index, void *dst, size_t cap)
+{
+    if (!b || index >= b->count || !dst || !b->items[index].is_http ||
+        b->items[index].op != S3DL_OP_GET)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (b->state != BATCH_BUILDING)
+        return S3DL_E_STATE;
+    b->items[index].dest = dst;
+    b->items[index].dest_cap = cap;
+    return S3DL_OK;
+}
+
+void *s3dl_alloc(size_t size) { return aligned_buf_alloc(64, size, size >= ((size_t)32 << 20)); }
 
 s3dl_status s3dl_batch_set_client(s3dl_batch *b, s3dl_client *client)
 {

@@ -31,6 +31,8 @@ struct s3dl_item {
 
     /* HTTP only. */
     int is_http;
+    uint8_t *dest;          /* caller memory for the body, or NULL */
+    size_t dest_cap;
     char **headers;         /* extra request headers, owned */
     size_t header_count;
     int attempts;           /* tries made so far */

@@ -195,11 +195,11 @@ static struct s3dl_client *client_of(struct s3dl_batch *b)
     return b->client ? b->client : client_default();
 }
 
-static void complete_http_item(struct http_loop *loop, struct s3dl_item *item)
+static void complete_http_item(s3dl_engine *e, struct s3dl_item *item)
 {
-    (void)loop;
     item->batch->in_flight--;
     item->batch->completed++;
+    atomic_fetch_add_explicit(&e->counters.items_completed, 1, memory_order_relaxed);
 }
 
 /* Cancels or expires what a batch has not finished.  Running transfers are
@@ -213,7 +213,7 @@ static void stop_http_batch(s3dl_engine *e, struct http_loop *loop, struct s3dl_
             http_abort(&e->http, item);
             item_fail(item, why, 0, "%s while in flight", s3dl_strerror(why));
             loop->in_flight--;
-            complete_http_item(loop, item);
+            complete_http_item(e, item);
         }
     }
     for (struct s3dl_item **link = &loop->waiting; *link;) {
@@ -222,7 +222,7 @@ static void stop_http_batch(s3dl_engine *e, struct http_loop *loop, struct s3dl_
             *link = item->next_waiting;
             item_fail(item, why, 0, "%s while waiting to retry", s3dl_strerror(why));
             loop->in_flight--;
-            complete_http_item(loop, item);
+            complete_http_item(e, item);
         } else {
             link = &item->next_waiting;
         }
@@ -238,7 +238,7 @@ static void start_item(s3dl_engine *e, struct http_loop *loop, struct s3dl_item 
 {
     if (http_start(&e->http, item, client_of(item->batch)) != S3DL_OK) {
         loop->in_flight--;
-        complete_http_item(loop, item); /* http_start recorded the failure */
+        complete_http_item(e, item); /* http_start recorded the failure */
     }
 }
 
@@ -287,7 +287,7 @@ static void reap_http(s3dl_engine *e, struct http_loop *loop, int64_t now)
         struct s3dl_client *client = client_of(item->batch);
         if (http_finish(&e->http, easy, result, client, now, next_random(loop))) {
             loop->in_flight--;
-            complete_http_item(loop, item);
+            complete_http_item(e, item);
         } else {
             item->next_waiting = loop->waiting;
             loop->waiting = item;

@@ -37,6 +37,7 @@ struct http_transfer {
     size_t len;
     size_t cap;
     int exact;
+    int borrowed;             /* buf is the caller's destination */
     int overflow;
     char *err;
     size_t err_len;
@@ -112,7 +113,8 @@ static void transfer_free(struct http_engine *http, struct http_transfer *t)
         give_back_easy(http, t->easy);
     }
     curl_slist_free_all(t->headers);
-    free(t->buf);
+    if (!t->borrowed)
+        free(t->buf);
     free(t->err);
     free(t);
 }
@@ -220,6 +222,17 @@ static size_t on_body(char *data, size_t size, size_t count, void *userdata)
         t->err_len += take;
         return len;
     }
+    if (!t->buf && t->item->dest) {
+        /* Caller memory: bounded by its capacity, never grown. */
+        if (t->have_length && t->content_length > t->item->dest_cap) {
+            t->overflow = 1;
+            return 0;
+        }
+        t->buf = t->item->dest;
+        t->cap = t->item->dest_cap;
+        t->exact = 0;
+        t->borrowed = 1;
+    }
     if (!t->buf) {
         if (t->have_length) {
             if (t->content_length > (uint64_t)SIZE_MAX / 2) {
@@ -239,7 +252,7 @@ static size_t on_body(char *data, size_t size, size_t count, void *userdata)
         }
     }
     if (len > t->cap - t->len) {
-        if (t->exact) {
+        if (t->exact || t->borrowed) {
             t->overflow = 1; /* more than Content-Length: refuse it */
             return 0;
         }
@@ -592,7 +605,15 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
             outcome.curl_code = CURLE_PARTIAL_FILE;
         } else {
             retry_budget_refund(&client->retry_tokens);
-            if (item->op == S3DL_OP_GET || item->op == S3DL_OP_POST) {
+            if (item->op == S3DL_OP_GET && item->dest) {
+                item->alloc = NULL;
+                item->result = item->dest;
+                item->result_len = t->len;
+                t->buf = NULL;
+                if (item->op == S3DL_OP_GET)
+                    atomic_fetch_add_explicit(&http->counters->bytes_read, item->result_len,
+                                              memory_order_relaxed);
+            } else if (item->op == S3DL_OP_GET || item->op == S3DL_OP_POST) {
                 if (!t->buf)
                     t->buf = aligned_buf_alloc(64, 1, 0);
                 item->alloc = t->buf;
@@ -609,7 +630,8 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
             if (item->op == S3DL_OP_GET || item->op == S3DL_OP_STAT ||
                 item->op == S3DL_OP_PUT)
                 fill_stat(item, t);
-            item->status = item->alloc || item->op != S3DL_OP_GET ? S3DL_OK : S3DL_E_NOMEM;
+            item->status = item->alloc || item->dest || item->op != S3DL_OP_GET ? S3DL_OK
+                                                                                : S3DL_E_NOMEM;
             http_abort(http, item);
             return 1;
         }

@@ -1,0 +1,60 @@
+"""Sizes (and ETags) of objects seen in listings, stats and writes, so a
+later GET knows the size before asking: large objects are then fetched as
+parallel ranges into one buffer, pinned to the same version with If-Match.
+
+Bounded (S3DLIO_SIZE_CACHE_MAX_ENTRIES, default 1,000,000, least recently
+used dropped first), per process, and invalidated by this process's own
+writes and deletes.  Another writer can change an object behind the cache;
+If-Match turns that into a clean retry with a fresh size."""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Optional
+
+_lock = threading.Lock()
+_entries: "OrderedDict[str, tuple[int, Optional[str]]]" = OrderedDict()
+_pid = os.getpid()
+
+
+def _limit() -> int:
+    return int(os.environ.get("S3DLIO_SIZE_CACHE_MAX_ENTRIES", "1000000"), 0)
+
+
+def _check_fork() -> None:
+    global _pid
+    if _pid != os.getpid():  # a forked child starts with the parent's copy: fine to keep
+        _pid = os.getpid()
+
+
+def remember(uri: str, size: int, etag: Optional[str] = None) -> None:
+    with _lock:
+        _check_fork()
+        _entries[uri] = (size, etag or None)
+        _entries.move_to_end(uri)
+        limit = _limit()
+        while len(_entries) > limit:
+            _entries.popitem(last=False)
+
+
+def lookup(uri: str) -> Optional[tuple[int, Optional[str]]]:
+    with _lock:
+        entry = _entries.get(uri)
+        if entry is not None:
+            _entries.move_to_end(uri)
+        return entry
+
+
+def forget(uri: str) -> None:
+    with _lock:
+        _entries.pop(uri, None)
+
+
+def clear() -> None:
+    with _lock:
+        _entries.clear()
+
+
+def __len__() -> int:  # pragma: no cover - convenience for debugging
+    return len(_entries)
