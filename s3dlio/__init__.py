@@ -24,6 +24,7 @@ from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
                      InvalidArgumentError, InvalidRangeError, InvalidURIError, IsADirectoryError, NoSpaceError,
                      NotADirectoryError, NotFoundError, PermissionDeniedError, S3dlioError,
                      StorageIOError, ThrottledError, TimeoutError, UnsupportedError)
+from .mp_get import mp_get
 from .transfer import download, upload
 
 __version__ = "0.1.0"
@@ -34,7 +35,7 @@ __all__ = [
     "BytesView", "init_logging", "__version__",
     "put", "put_bytes", "put_many", "get", "get_range", "get_many", "stat", "stat_many",
     "exists", "delete", "list", "mkdir", "stats", "upload", "download",
-    "create_bucket", "delete_bucket", "presign", "get_many_stats",
+    "create_bucket", "delete_bucket", "presign", "get_many_stats", "mp_get",
     "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
     "stat_async", "stat_many_async", "exists_async",
     "get_object", "stat_object", "list_objects",

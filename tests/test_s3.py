@@ -298,3 +298,16 @@ def test_known_size_splits_into_parallel_ranges(moto_s3, bucket, env):
     # Sizes also come from listings.
     s3dlio.list(f"s3://{bucket}/")
     assert s3dlio.get(uri) == newer
+
+
+@pytest.mark.timeout(300)
+def test_mp_get(moto_s3, bucket):
+    s3dlio.put_many([(f"s3://{bucket}/mp/obj_{i}.dat", bytes([i]) * (1000 + i))
+                     for i in range(40)])
+    result = s3dlio.mp_get(f"s3://{bucket}/mp/", procs=2, jobs=8, num=40, template="obj_{}.dat")
+    assert result["total_objects"] == 40
+    assert result["total_bytes"] == sum(1000 + i for i in range(40))
+    assert result["duration_seconds"] > 0
+    assert result["throughput_mb_s"] > 0 and result["ops_per_sec"] > 0
+    with pytest.raises(s3dlio.NotFoundError):
+        s3dlio.mp_get(f"s3://{bucket}/mp/", procs=2, jobs=4, num=41, template="obj_{}.dat")
