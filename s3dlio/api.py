@@ -139,10 +139,7 @@ def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAUL
     item is attempted; the first failure (in input order) is raised after the
     others finish.  Each object is written atomically; the batch is not.
     Large S3 objects go up as multipart uploads with parallel parts."""
-    requests = _put_requests(items, fsync, overwrite)
-    for req in requests:
-        size_cache.forget(req.uri)
-    small, large = _split_multipart(requests)
+    requests, small, large = _prepare_puts(items, fsync, overwrite)
     errors: dict[int, Exception] = {}
     if small:
         results, statuses, views = _engine.run([requests[i] for i in small], max_in_flight)
@@ -155,6 +152,17 @@ def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAUL
             errors[i] = exc
     if errors:
         raise errors[min(errors)]
+
+
+def _prepare_puts(items: Iterable[tuple[str, BytesLike]], fsync: bool,
+                  overwrite: bool) -> tuple[List[Request], List[int], List[int]]:
+    """PUT requests, with stale cached sizes dropped, split into ordinary
+    and multipart ones (indices)."""
+    requests = _put_requests(items, fsync, overwrite)
+    for req in requests:
+        size_cache.forget(req.uri)
+    small, large = _split_multipart(requests)
+    return requests, small, large
 
 
 def _split_multipart(requests: Sequence[Request]) -> tuple[List[int], List[int]]:

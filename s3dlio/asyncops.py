@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from . import _engine
+from . import _engine, s3_multipart
 from ._bytesview import BytesView
-from . import s3_multipart, size_cache
 from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
-                  _errors_by_index, _get_requests, _multipart_args, _put_requests, _raise_first,
-                  _range_request, _split_multipart, _stat_requests, _stat_results)
+                  _errors_by_index, _get_requests, _multipart_args, _prepare_puts, _raise_first,
+                  _range_request, _stat_requests, _stat_results)
 from .errors import InvalidRangeError, IsADirectoryError, NotFoundError, S3dlioError
 
 
@@ -23,10 +22,7 @@ async def put_many_async(items: Sequence[tuple[str, BytesLike]],
                          max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *, fsync: bool = False,
                          overwrite: bool = True) -> None:
     """Async :func:`s3dlio.put_many`."""
-    requests = _put_requests(items, fsync, overwrite)
-    for req in requests:
-        size_cache.forget(req.uri)
-    small, large = _split_multipart(requests)
+    requests, small, large = _prepare_puts(items, fsync, overwrite)
     errors: dict[int, Exception] = {}
     if small:
         results, statuses, views = await _engine.run_async([requests[i] for i in small],

@@ -198,20 +198,11 @@ s3dl_status s3dl_presign(s3dl_client *c, const char *method, const char *url, in
     if (url_split(url, &view) != 0)
         return S3DL_E_INVALID_ARGUMENT;
     struct url_decoded decoded;
-    int rc = url_decode(&view, &decoded);
-    if (rc != 0)
-        return rc == -2 ? S3DL_E_NOMEM : S3DL_E_INVALID_ARGUMENT;
     struct sigv4_kv host = {"Host", 4, view.authority, view.authority_len};
-    struct sigv4_request req = {
-        .method = method,
-        .path = decoded.path,
-        .path_len = decoded.path_len,
-        .query = decoded.query,
-        .query_count = decoded.query_count,
-        .headers = &host,
-        .header_count = 1,
-        .payload_hash = "UNSIGNED-PAYLOAD",
-    };
+    struct sigv4_request req;
+    st = url_signing_request(&view, method, &host, 1, "UNSIGNED-PAYLOAD", &decoded, &req);
+    if (st != S3DL_OK)
+        return st;
     char *query = NULL;
     st = sigv4_presign(&c->signer, &req, (int64_t)time(NULL), expires, 0, &query);
     url_decoded_free(&decoded);

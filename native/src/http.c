@@ -401,21 +401,12 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
     }
     kv[count++] = (struct sigv4_kv){"x-amz-content-sha256", 20, payload_hash, strlen(payload_hash)};
     struct url_decoded decoded;
-    int rc = url_decode(&view, &decoded);
-    if (rc != 0)
-        return rc == -2 ? S3DL_E_NOMEM : S3DL_E_INVALID_ARGUMENT;
-    struct sigv4_request req = {
-        .method = method,
-        .path = decoded.path,
-        .path_len = decoded.path_len,
-        .query = decoded.query,
-        .query_count = decoded.query_count,
-        .headers = kv,
-        .header_count = count,
-        .payload_hash = payload_hash,
-    };
+    struct sigv4_request req;
+    s3dl_status st = url_signing_request(&view, method, kv, count, payload_hash, &decoded, &req);
+    if (st != S3DL_OK)
+        return st;
     struct sigv4_signed_headers signed_headers = {0};
-    s3dl_status st = sigv4_sign_headers(&client->signer, &req, (int64_t)time(NULL), &signed_headers);
+    st = sigv4_sign_headers(&client->signer, &req, (int64_t)time(NULL), &signed_headers);
     url_decoded_free(&decoded);
     if (st != S3DL_OK)
         return st;

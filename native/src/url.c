@@ -97,3 +97,24 @@ int url_decode(const struct url_view *v, struct url_decoded *d)
     }
     return 0;
 }
+
+s3dl_status url_signing_request(const struct url_view *view, const char *method,
+                                const struct sigv4_kv *headers, size_t header_count,
+                                const char *payload_hash, struct url_decoded *decoded,
+                                struct sigv4_request *req)
+{
+    int rc = url_decode(view, decoded);
+    if (rc != 0)
+        return rc == -2 ? S3DL_E_NOMEM : S3DL_E_INVALID_ARGUMENT;
+    *req = (struct sigv4_request){
+        .method = method,
+        .path = decoded->path,
+        .path_len = decoded->path_len,
+        .query = decoded->query,
+        .query_count = decoded->query_count,
+        .headers = headers,
+        .header_count = header_count,
+        .payload_hash = payload_hash,
+    };
+    return S3DL_OK;
+}

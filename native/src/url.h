@@ -32,4 +32,13 @@ struct url_decoded {
 int url_decode(const struct url_view *view, struct url_decoded *out);
 void url_decoded_free(struct url_decoded *decoded);
 
+/* Decodes `view` into `decoded` and fills `req` for signing it with the
+ * given headers and payload hash (all borrowed; `req` points into
+ * `decoded`, which the caller frees).  Returns S3DL_OK,
+ * S3DL_E_INVALID_ARGUMENT or S3DL_E_NOMEM. */
+s3dl_status url_signing_request(const struct url_view *view, const char *method,
+                                const struct sigv4_kv *headers, size_t header_count,
+                                const char *payload_hash, struct url_decoded *decoded,
+                                struct sigv4_request *req);
+
 #endif
