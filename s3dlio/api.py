@@ -1,9 +1,8 @@
 """The public storage functions.  Each validates its URIs (``uri``), routes
 by scheme, and runs its work as one native batch (``_engine``).
 
-Local schemes (``file://``, ``direct://``) are served now; ``s3://``,
-``gs://`` and ``az://`` raise :class:`~s3dlio.errors.UnsupportedError` until
-their backends land.  Behaviour where the API guide is vague is written down
+``file://``, ``direct://`` and ``s3://`` are served; ``gs://`` and ``az://``
+raise :class:`~s3dlio.errors.UnsupportedError` until their backends land.  Behaviour where the API guide is vague is written down
 in ``docs/api.md``."""
 from __future__ import annotations
 
@@ -20,7 +19,8 @@ from ._native import ffi, lib
 from ._bytesview import BytesView, from_bytes, wrap_many
 from ._engine import Request
 from .errors import (InvalidArgumentError, InvalidRangeError, IsADirectoryError, NotFoundError,
-                     S3dlioError, UnsupportedError, error_for_status, error_from_oserror)
+                     PermissionDeniedError, S3dlioError, UnsupportedError, error_for_status,
+                     error_from_oserror)
 from .uri import ParsedURI, parse_uri
 
 BytesLike = Union[bytes, bytearray, memoryview, BytesView, Any]
@@ -415,7 +415,11 @@ def delete(uri: str, recursive: bool = False) -> None:
         size_cache.forget(target)
     requests = [_request(_engine.OP_DELETE, p) for p in map(_route, targets)]
     batch, statuses, views = _engine.run(requests, DEFAULT_MAX_IN_FLIGHT)
-    _raise_first(batch, statuses, views, ok=(lib.S3DL_OK, lib.S3DL_E_NOT_FOUND))
+    # A missing object is success; a missing bucket is not.
+    statuses = [lib.S3DL_OK if s == lib.S3DL_E_NOT_FOUND
+                and batch.error(i, s).code != "NoSuchBucket" else s
+                for i, s in enumerate(statuses)]
+    _raise_first(batch, statuses, views)
     batch.free()
 
 
@@ -425,7 +429,10 @@ def _s3_delete_many(parsed: ParsedURI, uris: Sequence[str]) -> None:
     client = s3_client.current()
     for u in uris:
         size_cache.forget(u)
-    keys = [parse_uri(u).key for u in uris]
+    # Keys as listed, not re-parsed: a store may hold keys (directory
+    # markers "a/", "a//b") that our URI rules would refuse as input.
+    base = parsed.base
+    keys = [u[len(base):] for u in uris if u.startswith(base)]
     requests = []
     for start in range(0, len(keys), 1000):
         body, md5 = s3_client.delete_objects_body(keys[start:start + 1000])
@@ -593,7 +600,11 @@ def presign(uri: str, method: str = "GET", expires: int = 3600) -> str:
     if not isinstance(expires, int) or not 1 <= expires <= 604800:
         raise InvalidArgumentError(f"expires must be 1..604800 seconds, got {expires!r}",
                                    uri=uri)
-    return s3_client.current().presign(method.upper(), parsed.bucket, parsed.key, expires)
+    client = s3_client.current()
+    if client.settings.credentials is None:
+        raise PermissionDeniedError(f"presign needs AWS credentials; none are configured: {uri}",
+                                    uri=uri, code="NoCredentials")
+    return client.presign(method.upper(), parsed.bucket, parsed.key, expires)
 
 
 def stats() -> dict[str, int]:

@@ -54,13 +54,27 @@ def _read_ini(path: str) -> configparser.RawConfigParser:
 
 
 def _profile_sections(env: Mapping[str, str]) -> tuple[dict, dict]:
-    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    named = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE")
+    profile = named or "default"
     creds = _read_ini(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"))
     config = _read_ini(env.get("AWS_CONFIG_FILE", "~/.aws/config"))
     cred_section = dict(creds.items(profile)) if creds.has_section(profile) else {}
     config_name = profile if profile == "default" else f"profile {profile}"
     conf_section = dict(config.items(config_name)) if config.has_section(config_name) else {}
+    if named and not cred_section and not conf_section:
+        # As botocore: a profile asked for by name must exist.
+        raise S3dlioError(f"AWS profile {named!r} not found in the credentials or config file",
+                          code="ProfileNotFound")
     return cred_section, conf_section
+
+
+def _nested(section: dict, group: str, key: str) -> Optional[str]:
+    """A value of a nested block such as ``s3 =\n  addressing_style = path``."""
+    for line in section.get(group, "").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == key:
+            return value.strip()
+    return None
 
 
 def _credential_process(command: str) -> Credentials:
@@ -93,9 +107,17 @@ def _credentials(env: Mapping[str, str], cred_section: dict,
     return None
 
 
-def _is_ip_or_local(host: str) -> bool:
-    host = host.split(":")[0].strip("[]")
-    return host == "localhost" or all(part.isdigit() for part in host.split(".")) or ":" in host
+def _is_ip_or_local(endpoint: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def load(env: Optional[Mapping[str, str]] = None) -> S3Settings:
@@ -111,8 +133,8 @@ def load(env: Optional[Mapping[str, str]] = None) -> S3Settings:
         if not endpoint.startswith(("http://", "https://")):
             raise S3dlioError(f"endpoint URL must start with http:// or https://: {endpoint!r}",
                               code="InvalidEndpoint")
-    style = (env.get("S3DLIO_ADDRESSING_STYLE") or conf_section.get("addressing_style")
-             or "auto").lower()
+    style = (env.get("S3DLIO_ADDRESSING_STYLE") or _nested(conf_section, "s3", "addressing_style")
+             or conf_section.get("addressing_style") or "auto").lower()
     if style == "auto":
         # Custom endpoints (MinIO, Ceph, moto, an IP) rarely have wildcard
         # DNS for bucket subdomains; AWS itself prefers virtual-hosted.
@@ -120,8 +142,8 @@ def load(env: Optional[Mapping[str, str]] = None) -> S3Settings:
     if style not in ("path", "virtual"):
         raise S3dlioError(f"addressing style must be path, virtual or auto, not {style!r}",
                           code="InvalidConfig")
-    if endpoint and _is_ip_or_local(endpoint.split("://", 1)[1]):
-        style = "path"
+    if endpoint and _is_ip_or_local(endpoint):
+        style = "path"  # an IP or localhost cannot carry a bucket subdomain
     ca_bundle = env.get("AWS_CA_BUNDLE") or conf_section.get("ca_bundle") or None
     verify = (env.get("S3DLIO_VERIFY_TLS", "1").lower() not in ("0", "false", "no"))
     return S3Settings(region=region, endpoint=endpoint, addressing=style,

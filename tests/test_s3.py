@@ -311,3 +311,62 @@ def test_mp_get(moto_s3, bucket):
     assert result["throughput_mb_s"] > 0 and result["ops_per_sec"] > 0
     with pytest.raises(s3dlio.NotFoundError):
         s3dlio.mp_get(f"s3://{bucket}/mp/", procs=2, jobs=4, num=41, template="obj_{}.dat")
+
+
+def test_recursive_delete_handles_directory_markers(moto_s3, bucket):
+    boto = moto_s3.boto3_client()
+    boto.put_object(Bucket=bucket, Key="p/sub/", Body=b"")  # a "folder" marker
+    s3dlio.put(f"s3://{bucket}/p/sub/x", b"1")
+    s3dlio.put(f"s3://{bucket}/p2", b"sibling")
+    s3dlio.delete(f"s3://{bucket}/p", recursive=True)
+    assert [o["Key"] for o in boto.list_objects_v2(Bucket=bucket)["Contents"]] == ["p2"]
+
+
+def test_delete_errors_that_are_not_success(moto_s3, bucket):
+    with pytest.raises(s3dlio.NotFoundError):
+        s3dlio.delete(f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/k")
+    s3dlio.delete(f"s3://{bucket}/never-existed")  # a missing key is fine
+    s3dlio.put(f"s3://{bucket}/keep", b"1")
+    with pytest.raises(s3dlio.S3dlioError) as info:
+        s3dlio.delete_bucket(bucket)
+    assert info.value.code == "BucketNotEmpty"
+    assert not isinstance(info.value, s3dlio.AlreadyExistsError)
+
+
+def test_presign(moto_s3, bucket, env):
+    url = s3dlio.presign(f"s3://{bucket}/dir/a b.bin", "GET", 600)
+    assert url.startswith(f"{moto_s3.endpoint}/{bucket}/dir/a%20b.bin?")
+    for part in ("X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Expires=600",
+                 "X-Amz-SignedHeaders=host", "X-Amz-Signature="):
+        assert part in url
+    assert moto_s3.secret_key not in url
+    with pytest.raises(s3dlio.InvalidArgumentError):
+        s3dlio.presign(f"s3://{bucket}/k", "GET", 0)
+    env.delenv("AWS_ACCESS_KEY_ID")
+    env.delenv("AWS_SECRET_ACCESS_KEY")
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    env.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(s3dlio.PermissionDeniedError):
+        s3dlio.presign(f"s3://{bucket}/k")
+
+
+def test_config_edge_cases(tmp_path, env):
+    from s3dlio import aws_config
+    for k in ("S3DLIO_ADDRESSING_STYLE", "AWS_ENDPOINT_URL"):
+        env.delenv(k, raising=False)
+    env.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    env.delenv("AWS_PROFILE", raising=False)
+    for endpoint in ("http://[::1]:9000", "http://10.0.0.1/base", "http://localhost:9000"):
+        env.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+        env.setenv("S3DLIO_ADDRESSING_STYLE", "virtual")
+        assert aws_config.load().addressing == "path", endpoint
+    env.delenv("S3DLIO_ADDRESSING_STYLE")
+    env.setenv("AWS_ENDPOINT_URL_S3", "https://storage.example.com")
+    config = tmp_path / "config"
+    config.write_text("[default]\ns3 =\n  addressing_style = virtual\n")
+    env.setenv("AWS_CONFIG_FILE", str(config))
+    assert aws_config.load().addressing == "virtual"
+    env.setenv("AWS_PROFILE", "nope")
+    with pytest.raises(s3dlio.S3dlioError, match="not found"):
+        aws_config.load()

@@ -13,7 +13,7 @@
  * Inside, one engine thread takes batches from a bounded submission ring and
  * routes them: local items to a pool of file-I/O workers, which claim them
  * straight from the batch (at most `max_in_flight` per batch at once), and
- * later HTTP items to libcurl multi on the engine thread itself.  No
+ * HTTP items to libcurl multi on the engine thread itself.  No
  * callback ever runs from the core into caller code.
  *
  * Conventions
@@ -186,7 +186,8 @@ S3DL_API s3dl_status s3dl_batch_new(s3dl_engine *engine, s3dl_batch **out);
 S3DL_API s3dl_status s3dl_batch_setopt(s3dl_batch *batch, s3dl_batch_option option,
                                        int64_t value);
 
-/* Adds one item.  `target` is an absolute local path (copied).  For PUT,
+/* Adds one item.  `target` is an absolute local path or an http(s) URL
+ * (copied; a batch holds one kind only).  For PUT,
  * `data`/`data_len` are borrowed: they must stay valid and unchanged until
  * the batch completes.  `offset`/`length` apply to ranged GET only.  On
  * success *index_out (if not NULL) receives the item's index. */
@@ -290,8 +291,8 @@ S3DL_API void s3dl_batch_free(s3dl_batch *batch);
  * signing scope, TLS settings, timeouts and retry policy.  It is
  * reference-counted: batches keep it alive while they run, so the caller
  * may free its handle at any time.  Options are fixed once a batch using
- * the client has been submitted (S3DL_E_STATE after); to rotate
- * credentials, create a new client. */
+ * the client has been submitted or a URL presigned with it (S3DL_E_STATE
+ * after); to rotate credentials, create a new client. */
 typedef struct s3dl_client s3dl_client;
 
 typedef enum s3dl_client_option {

@@ -1,8 +1,9 @@
 /* The engine: an engine thread that takes batches from the submission ring
- * and routes them to the file pool (file_pool.c), whose workers run items
- * within each batch's max_in_flight; and the completion side (condition
- * variables, notify tags and the eventfd).  See s3dlio.h for
- * the contract and docs/architecture.md for the design. */
+ * and routes them -- local ones to the file pool (file_pool.c), HTTP ones to
+ * libcurl multi driven right here (http.c), each within its batch's
+ * max_in_flight -- and the completion side (condition variables, notify
+ * tags and the eventfd).  See s3dlio.h for the contract and
+ * docs/architecture.md for the design. */
 #define _GNU_SOURCE
 #include "engine.h"
 
@@ -346,8 +347,12 @@ static void *engine_main(void *arg)
                 if (b->count == 0) {
                     finish_batch(e, b);
                 } else if (b->is_http) {
-                    b->next_active = loop.batches;
-                    loop.batches = b;
+                    /* Oldest first, as on the file pool: appended. */
+                    b->next_active = NULL;
+                    struct s3dl_batch **tail = &loop.batches;
+                    while (*tail)
+                        tail = &(*tail)->next_active;
+                    *tail = b;
                 } else {
                     file_pool_add_batch(&e->pool, b);
                 }

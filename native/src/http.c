@@ -318,13 +318,20 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
     int failed = 0;
     char line[512];
     struct curl_slist *h = NULL;
-    snprintf(line, sizeof(line), "Host: %.*s", (int)view.authority_len, view.authority);
-    h = append(h, line, &failed);
+    char *host_line = NULL;
+    if (asprintf(&host_line, "Host: %.*s", (int)view.authority_len, view.authority) < 0)
+        return S3DL_E_NOMEM;
+    h = append(h, host_line, &failed);
+    free(host_line);
     for (size_t i = 0; i < item->header_count; i++)
         h = append(h, item->headers[i], &failed);
     char range[96];
     range[0] = '\0';
     if (item->op == S3DL_OP_GET && (item->flags & S3DL_F_RANGE)) {
+        if (item->length == 0) {
+            curl_slist_free_all(h);
+            return S3DL_E_INVALID_ARGUMENT; /* HTTP cannot express an empty range */
+        }
         if (item->length == S3DL_LENGTH_TO_END)
             snprintf(range, sizeof(range), "Range: bytes=%llu-",
                      (unsigned long long)item->offset);
@@ -384,13 +391,17 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
         snprintf(payload_hash, sizeof(payload_hash), "UNSIGNED-PAYLOAD");
 
     /* Sign every header we send except the ones proxies may rewrite. */
-    size_t count = 0;
-    struct sigv4_kv kv[72];
+    size_t count = 0, lines = 1;
+    for (struct curl_slist *p = h; p; p = p->next)
+        lines++;
+    struct sigv4_kv *kv = calloc(lines, sizeof(*kv));
+    if (!kv)
+        return S3DL_E_NOMEM;
     char content_sha[100];
     snprintf(content_sha, sizeof(content_sha), "x-amz-content-sha256: %s", payload_hash);
     for (struct curl_slist *p = h; p; p = p->next) {
         const char *colon = strchr(p->data, ':');
-        if (!colon || colon[1] == '\0' || count == sizeof(kv) / sizeof(kv[0]) - 1)
+        if (!colon || colon[1] == '\0')
             continue;
         if (strncasecmp(p->data, "Expect", 6) == 0)
             continue;
@@ -403,11 +414,14 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
     struct url_decoded decoded;
     struct sigv4_request req;
     s3dl_status st = url_signing_request(&view, method, kv, count, payload_hash, &decoded, &req);
-    if (st != S3DL_OK)
+    if (st != S3DL_OK) {
+        free(kv);
         return st;
+    }
     struct sigv4_signed_headers signed_headers = {0};
     st = sigv4_sign_headers(&client->signer, &req, (int64_t)time(NULL), &signed_headers);
     url_decoded_free(&decoded);
+    free(kv);
     if (st != S3DL_OK)
         return st;
     h = append(h, content_sha, &failed);
@@ -522,7 +536,10 @@ static void fill_stat(struct s3dl_item *item, const struct http_transfer *t)
         item->stat = calloc(1, sizeof(*item->stat));
     if (!item->stat)
         return;
-    uint64_t size = t->have_total ? t->total : t->have_length ? t->content_length : t->len;
+    uint64_t size = item->op == S3DL_OP_PUT ? item->data_len
+                    : t->have_total            ? t->total
+                    : t->have_length           ? t->content_length
+                                               : t->len;
     item->stat->size = size;
     if (t->last_modified[0]) {
         time_t when = curl_getdate(t->last_modified, NULL);
@@ -580,8 +597,10 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
     /* A 200 whose body is an <Error> (CompleteMultipartUpload, CopyObject)
      * is a failure, whatever the status line says. */
     if (code == CURLE_OK && t->status == 200 && item->op == S3DL_OP_POST && t->buf &&
-        s3_error_parse((const char *)t->buf, t->len < 4096 ? t->len : 4096, &fields))
+        s3_error_is_root((const char *)t->buf, t->len)) {
+        s3_error_parse((const char *)t->buf, t->len < 4096 ? t->len : 4096, &fields);
         t->status = 500; /* classify like the InternalError it usually is */
+    }
     struct attempt_outcome outcome = {(int)code, t->status, fields.code};
 
     if (code == CURLE_OK && t->status >= 200 && t->status < 300 && item->op == S3DL_OP_GET &&

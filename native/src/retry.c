@@ -79,8 +79,9 @@ s3dl_status retry_final_status(const struct attempt_outcome *o)
         return S3DL_E_NOT_FOUND;
     if (s == 401 || s == 403)
         return S3DL_E_PERMISSION;
-    if (s == 412 || s == 409)
-        return S3DL_E_EXISTS;
+    if (s == 412 || strcmp(code, "BucketAlreadyExists") == 0 ||
+        strcmp(code, "BucketAlreadyOwnedByYou") == 0)
+        return S3DL_E_EXISTS; /* other 409s (BucketNotEmpty, ...) are plain HTTP errors */
     if (s == 416)
         return S3DL_E_RANGE;
     if (retry_classify(o) == RETRY_THROTTLED)

@@ -48,6 +48,24 @@ static void element_text(const char *body, size_t len, const char *tag, char *ds
     dst[n] = '\0';
 }
 
+int s3_error_is_root(const char *body, size_t len)
+{
+    size_t i = 0;
+    for (int rounds = 0; rounds < 8 && i < len; rounds++) { /* bounded */
+        while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+            i++;
+        if (len - i >= 2 && body[i] == '<' && (body[i + 1] == '?' || body[i + 1] == '!')) {
+            const char *end = memchr(body + i, '>', len - i);
+            if (!end)
+                return 0;
+            i = (size_t)(end - body) + 1; /* skip a declaration or comment */
+            continue;
+        }
+        break;
+    }
+    return len - i >= 7 && memcmp(body + i, "<Error>", 7) == 0;
+}
+
 int s3_error_parse(const char *body, size_t len, struct s3_error_fields *out)
 {
     memset(out, 0, sizeof(*out));

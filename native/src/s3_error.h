@@ -17,4 +17,9 @@ struct s3_error_fields {
  * <Error> element, else 0. */
 int s3_error_parse(const char *body, size_t len, struct s3_error_fields *out);
 
+/* Non-zero if the document's root element is <Error> (after an optional
+ * XML declaration and whitespace): a 200 reply that is really an error,
+ * as opposed to a DeleteResult that lists per-key <Error> children. */
+int s3_error_is_root(const char *body, size_t len);
+
 #endif
