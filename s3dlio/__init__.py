@@ -14,10 +14,11 @@ from __future__ import annotations
 from ._bytesview import BytesView
 from ._logbridge import init_logging
 from ._native import version_string as _native_version
-from .api import (create_bucket, delete, delete_bucket, exists, get, get_many, get_many_stats,
-                  get_range, list,
+from .api import (create_bucket, delete, delete_bucket, exists, get, get_into, get_many,
+                  get_many_stats, get_range, list,
                   mkdir, presign, put, put_bytes, put_many, stat, stat_many, stats)
-from .asyncops import (exists_async, get_async, get_many_async, get_range_async, put_async,
+from .asyncops import (exists_async, get_async, get_into_async, get_many_async, get_range_async,
+                       put_async,
                        put_many_async, stat_async, stat_many_async)
 from .compat import get_object, list_objects, stat_object
 from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
@@ -33,7 +34,8 @@ if __version__ != _native_version():  # the package and the core ship together
 
 __all__ = [
     "BytesView", "init_logging", "__version__",
-    "put", "put_bytes", "put_many", "get", "get_range", "get_many", "stat", "stat_many",
+    "put", "put_bytes", "put_many", "get", "get_into", "get_range", "get_many", "stat",
+    "stat_many", "get_into_async",
     "exists", "delete", "list", "mkdir", "stats", "upload", "download",
     "create_bucket", "delete_bucket", "presign", "get_many_stats", "mp_get",
     "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",

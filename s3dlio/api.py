@@ -203,6 +203,44 @@ def get(uri: str) -> BytesView:
     return view
 
 
+def get_into(uri: str, buffer: Any) -> int:
+    """Reads a whole object into ``buffer`` (any writable, C-contiguous
+    bytes-like object: bytearray, numpy array, mmap, a reused BytesView's
+    memoryview...) with no intermediate copy on S3 and buffered local reads.
+    Returns the object's length.  An object larger than the buffer raises
+    InvalidArgumentError and leaves the buffer's contents unspecified."""
+    req, _keep = _into_request(uri, buffer)
+    results, statuses, views = _engine.run([req], 1)
+    return _into_result(results, statuses, views, len(_keep))
+
+
+def _into_request(uri: str, buffer: Any) -> tuple[Request, Any]:
+    try:
+        target = ffi.from_buffer(buffer, require_writable=True)
+    except (TypeError, BufferError):
+        raise TypeError(f"buffer for {uri} must be a writable, contiguous bytes-like object, "
+                        f"not {type(buffer).__name__}") from None
+    req = _request(_engine.OP_GET, _route(uri))
+    req.dest = (int(ffi.cast("uintptr_t", target)), len(target))
+    return req, target
+
+
+def _into_result(results: _engine.Results, statuses: Sequence[int], views: Sequence[BytesView],
+                 capacity: int) -> int:
+    try:
+        if statuses[0] == lib.S3DL_E_NOMEM:
+            err = results.error(0, statuses[0])
+            raise InvalidArgumentError(f"object larger than the {capacity}-byte buffer: "
+                                       f"{err.uri}", uri=err.uri, code="BufferTooSmall")
+        _raise_first(results, statuses, views)
+        return len(views[0])
+    finally:
+        for view in views:
+            if not view.released:
+                view.release()
+        results.free()
+
+
 def _range_threshold() -> int:
     return int(os.environ.get("S3DLIO_RANGE_THRESHOLD", str(64 << 20)), 0)
 

@@ -7,7 +7,8 @@ from typing import Any, Optional, Sequence
 from . import _engine, s3_multipart
 from ._bytesview import BytesView
 from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
-                  _errors_by_index, _get_requests, _multipart_args, _prepare_puts, _raise_first,
+                  _errors_by_index, _get_requests, _into_request, _into_result, _multipart_args,
+                  _prepare_puts, _raise_first,
                   _range_request, _stat_requests, _stat_results)
 from .errors import InvalidRangeError, IsADirectoryError, NotFoundError, S3dlioError
 
@@ -42,6 +43,13 @@ async def get_async(uri: str) -> BytesView:
     """Async :func:`s3dlio.get`."""
     ((_, view),) = await get_many_async([uri], max_in_flight=1)
     return view
+
+
+async def get_into_async(uri: str, buffer: Any) -> int:
+    """Async :func:`s3dlio.get_into`."""
+    req, keep = _into_request(uri, buffer)
+    results, statuses, views = await _engine.run_async([req], 1)
+    return _into_result(results, statuses, views, len(keep))
 
 
 async def get_range_async(uri: str, offset: int, length: Optional[int] = None) -> BytesView:
@@ -90,5 +98,6 @@ async def exists_async(uri: str) -> bool:
         return False
 
 
-__all__ = ["put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
+__all__ = ["put_async", "put_many_async", "get_async", "get_into_async", "get_range_async",
+           "get_many_async",
            "stat_async", "stat_many_async", "exists_async"]

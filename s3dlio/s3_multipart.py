@@ -80,6 +80,10 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
         # the struct alive.
         etags = [ffi.string(results.stat(i).etag).decode() for i in range(len(parts))]
         results.free()
+        missing = [n for n, etag in enumerate(etags, start=1) if not etag]
+        if missing:
+            raise StorageIOError(f"UploadPart {missing[0]} returned no ETag: {parsed.raw}",
+                                 uri=parsed.raw, code="MalformedReply")
         body = "".join(
             f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}"
             f"</ETag><ChecksumCRC32C>{_crc32c_b64(piece)}</ChecksumCRC32C></Part>"
@@ -94,7 +98,12 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
         _raise(results)
         root = s3_client.parse_xml(bytes(results.views[0]), parsed.raw)
         results.free()
-        return s3_client.text(root, "ETag")
+        etag = s3_client.text(root, "ETag")
+        if not root.tag.endswith("CompleteMultipartUploadResult") or not etag:
+            raise StorageIOError(f"CompleteMultipartUpload answered 200 without a result "
+                                 f"(<{root.tag}>): {parsed.raw}", uri=parsed.raw,
+                                 code="MalformedReply")
+        return etag
     except GeneratorExit:
         raise  # abandoned by its driver: nothing may be yielded any more
     except BaseException:

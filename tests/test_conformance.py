@@ -304,3 +304,24 @@ def test_deprecated_names_warn_and_work(backend):
         assert s3dlio.stat_object(backend.uri("old/k1.bin"))["size"] == 2
     with pytest.warns(DeprecationWarning, match=r"use s3dlio\.list\(\)"):
         assert s3dlio.list_objects(backend.uri("old/")) == ["k1.bin", "sub/k2.bin"]
+
+
+def test_get_into_caller_buffer(backend):
+    import numpy as np
+    data = payload(70000, 9)
+    uri = backend.uri("into.bin")
+    s3dlio.put(uri, data)
+    buf = bytearray(100000)
+    assert s3dlio.get_into(uri, buf) == len(data)
+    assert bytes(buf[:len(data)]) == data
+    arr = np.zeros(80000, dtype=np.uint8)  # reused, as a training loop would
+    for _ in range(3):
+        assert s3dlio.get_into(uri, arr) == len(data)
+    assert arr[:len(data)].tobytes() == data
+    assert asyncio.run(s3dlio.get_into_async(uri, arr)) == len(data)
+    with pytest.raises(s3dlio.InvalidArgumentError):
+        s3dlio.get_into(uri, bytearray(100))
+    with pytest.raises(TypeError):
+        s3dlio.get_into(uri, b"read-only bytes")
+    with pytest.raises(s3dlio.NotFoundError):
+        s3dlio.get_into(backend.uri("missing"), buf)

@@ -27,17 +27,6 @@ MAX_ATTEMPTS = 3        # the client default (native/src/client.c)
 FAIL_BOUND_S = 15.0     # 3 attempts + backoff (≤ 0.3 s transient, ≤ 1.5 s throttled)
 DATA_BYTES = 256 << 10
 
-TRUNCATED_HEADERS_BUG = (
-    "s3dlio accepts a response cut inside its header block as complete: when the "
-    "connection closes after the status line but before the blank line ending the "
-    "headers, libcurl 7.88 returns CURLE_OK and http_finish() only checks the body "
-    "against Content-Length when one was received (t->exact), so the attempt counts "
-    "as a success: a GET returns 0 bytes as the object's content, a PUT (or part "
-    "PUT) succeeds without retry and without its ETag. It should treat a header "
-    "block without its terminating empty line as an incomplete response "
-    "(CURLE_PARTIAL_FILE-like, retried).")
-
-
 @pytest.fixture
 def boto(moto_s3):
     """boto3 straight to moto, bypassing the proxy: the independent check."""
@@ -85,8 +74,6 @@ INTERNAL = Fault.internal_error()
 CORRUPT = Fault.corrupt()
 HEADERS_CUT = Fault.truncate(0.0, in_headers=True)  # only the status line arrives
 
-xfail_truncated_headers = pytest.mark.xfail(strict=True, reason=TRUNCATED_HEADERS_BUG)
-
 ONCE_CASES = [
     pytest.param("get", RESET, id="get-reset"),
     pytest.param("get", RESET_LATE, id="get-reset-mid-response"),
@@ -94,11 +81,11 @@ ONCE_CASES = [
     pytest.param("get", SLOW_DOWN, id="get-503-slowdown"),
     pytest.param("get", INTERNAL, id="get-500-internal"),
     pytest.param("get", CORRUPT, id="get-corrupt"),
-    pytest.param("get", HEADERS_CUT, id="get-truncate-in-headers", marks=xfail_truncated_headers),
+    pytest.param("get", HEADERS_CUT, id="get-truncate-in-headers"),
     pytest.param("put", RESET, id="put-reset"),
     pytest.param("put", RESET_LATE, id="put-reset-mid-response"),
     # A PUT reply has no body, so truncation cuts its header block.
-    pytest.param("put", TRUNCATE, id="put-truncate", marks=xfail_truncated_headers),
+    pytest.param("put", TRUNCATE, id="put-truncate"),
     pytest.param("put", SLOW_DOWN, id="put-503-slowdown"),
     pytest.param("put", INTERNAL, id="put-500-internal"),
 ]
@@ -123,7 +110,6 @@ def test_fault_once_is_retried(proxy, bucket, boto, op, fault):
     assert proxy.count == 2
 
 
-@xfail_truncated_headers
 def test_get_range_with_truncated_headers_is_retried(proxy, bucket):
     # The same on a ranged read, where no checksum can catch it.
     uri = f"s3://{bucket}/range.bin"
@@ -146,11 +132,10 @@ EVERY_CASES = [
                  id="get-500-internal"),
     pytest.param("get", CORRUPT, s3dlio.ChecksumMismatchError, None, id="get-corrupt"),
     pytest.param("get", HEADERS_CUT, s3dlio.StorageIOError, None,
-                 id="get-truncate-in-headers", marks=xfail_truncated_headers),
+                 id="get-truncate-in-headers"),
     pytest.param("put", RESET, s3dlio.StorageIOError, None, id="put-reset"),
     pytest.param("put", RESET_LATE, s3dlio.StorageIOError, None, id="put-reset-mid-response"),
-    pytest.param("put", TRUNCATE, s3dlio.StorageIOError, None, id="put-truncate",
-                 marks=xfail_truncated_headers),
+    pytest.param("put", TRUNCATE, s3dlio.StorageIOError, None, id="put-truncate"),
     pytest.param("put", SLOW_DOWN, s3dlio.ThrottledError, (503, "SlowDown"),
                  id="put-503-slowdown"),
     pytest.param("put", INTERNAL, s3dlio.StorageIOError, (500, "InternalError"),
@@ -277,7 +262,7 @@ def _expected_error(fault: Fault) -> type:
 
 @pytest.mark.parametrize("with_header_cuts", [
     pytest.param(False, id="body-faults"),
-    pytest.param(True, id="with-header-truncation", marks=xfail_truncated_headers),
+    pytest.param(True, id="with-header-truncation"),
 ])
 def test_get_many_with_random_faults_never_returns_wrong_bytes(proxy, bucket, with_header_cuts):
     rng = random.Random(20240607)
@@ -326,7 +311,7 @@ def _is_part(number: int):
 @pytest.mark.parametrize("fault", [
     pytest.param(RESET, id="reset"),
     pytest.param(SLOW_DOWN, id="503-slowdown"),
-    pytest.param(HEADERS_CUT, id="truncate-in-headers", marks=xfail_truncated_headers),
+    pytest.param(HEADERS_CUT, id="truncate-in-headers"),
 ])
 def test_multipart_part_fault_is_retried(proxy, bucket, boto, small_parts, fault):
     key = "mp/big.bin"
@@ -412,13 +397,6 @@ def test_complete_200_with_late_error_fails_and_aborts(scripted):
     assert kinds == ["initiate", "part", "part", "part"] + ["complete"] * MAX_ATTEMPTS + ["abort"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "When the <Error> of a 200 POST reply starts after byte 4096 (keep-alive whitespace "
-    "first), it is detected (s3_error_is_root scans past the whitespace) but its fields "
-    "are not: http_finish() still calls s3_error_parse() on only the first 4096 bytes, so "
-    "the error carries code 'S3DL_E_HTTP' and message 'POST: HTTP 500' instead of "
-    "'InternalError' and the service's message. It should parse the <Error> where "
-    "s3_error_is_root found it."))
 def test_complete_200_with_late_error_keeps_its_code(scripted):
     scripted(then=_padded_error())
     with pytest.raises(s3dlio.StorageIOError) as info:
@@ -427,11 +405,6 @@ def test_complete_200_with_late_error_keeps_its_code(scripted):
     assert "We encountered an internal error" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A 200 CompleteMultipartUpload reply that is well-formed XML but not a "
-    "CompleteMultipartUploadResult (here <html>...</html>, as a captive proxy might "
-    "send) is reported as success with an empty ETag: s3_multipart._steps() never "
-    "checks the root element. It should raise a typed error (and abort the upload)."))
 def test_complete_200_with_unexpected_document_fails_and_aborts(scripted):
     server = scripted(then=Reply(200, b"<html><body>hello from a proxy</body></html>",
                                  (("Content-Type", "text/html"),)))

@@ -211,9 +211,10 @@ S3DL_API s3dl_status s3dl_batch_add_header(s3dl_batch *batch, size_t index,
                                            const char *header);
 
 /* Makes GET item `index` write its body into caller memory [dst, dst+cap)
- * instead of a new allocation (HTTP items only).  `dst` is borrowed until
- * the batch completes.  A body longer than `cap` fails the item with
- * S3DL_E_NOMEM.  The item's result then points into `dst` and its
+ * instead of a new allocation.  `dst` is borrowed until the batch
+ * completes.  A body longer than `cap` fails the item with S3DL_E_NOMEM.
+ * Local O_DIRECT reads go straight into `dst` when it and the offset are
+ * aligned, else through a bounce buffer.  The item's result then points into `dst` and its
  * allocation is NULL.  Before submit only. */
 S3DL_API s3dl_status s3dl_batch_set_destination(s3dl_batch *batch, size_t index, void *dst,
                                                 size_t cap);

@@ -233,8 +233,7 @@ s3dl_status s3dl_batch_add_header(s3dl_batch *b, size_t index, const char *heade
 
 s3dl_status s3dl_batch_set_destination(s3dl_batch *b, size_t index, void *dst, size_t cap)
 {
-    if (!b || index >= b->count || !dst || !b->items[index].is_http ||
-        b->items[index].op != S3DL_OP_GET)
+    if (!b || index >= b->count || !dst || b->items[index].op != S3DL_OP_GET)
         return S3DL_E_INVALID_ARGUMENT;
     if (b->state != BATCH_BUILDING)
         return S3DL_E_STATE;

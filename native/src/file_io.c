@@ -128,7 +128,19 @@ static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
     uint64_t offset = plan.offset, length = plan.length, read_from = plan.read_from;
     size_t span = (size_t)plan.span;
     size_t align = direct ? ctx->alignment : 64;
-    uint8_t *buf = aligned_buf_alloc(align, span, !direct);
+    uint8_t *dest = item->dest;
+    if (dest && length > item->dest_cap) {
+        item_fail(item, S3DL_E_NOMEM, 0, "%s (%llu bytes) does not fit the %zu-byte destination",
+                  item->target, (unsigned long long)length, item->dest_cap);
+        goto out;
+    }
+    /* Read straight into the caller's memory when the I/O allows it (any
+     * buffered read; O_DIRECT only with aligned memory and offset); else
+     * through our own buffer and one copy. */
+    int into_dest = dest && (!direct || (((uintptr_t)dest & (align - 1)) == 0 &&
+                                         read_from == offset && span <= item->dest_cap));
+    uint8_t *owned = into_dest ? NULL : aligned_buf_alloc(align, span, !direct);
+    uint8_t *buf = into_dest ? dest : owned;
     if (!buf) {
         item_fail(item, S3DL_E_NOMEM, ENOMEM, "cannot allocate %zu bytes for %s", span,
                   item->target);
@@ -158,24 +170,29 @@ static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
             got = pread_full(fd, buf, span, read_from);
     }
     if (got < 0) {
-        free(buf);
+        free(owned);
         fail_errno(item, errno, "cannot read");
         goto out;
     }
     uint64_t available = (uint64_t)got > offset - read_from ? (uint64_t)got - (offset - read_from) : 0;
     if (available < length) {
-        free(buf);
+        free(owned);
         item_fail(item, S3DL_E_IO, 0, "%s shrank while it was being read", item->target);
         goto out;
     }
-    item->alloc = buf;
-    item->result = buf + (offset - read_from);
+    if (dest && !into_dest) {
+        memcpy(dest, buf + (offset - read_from), (size_t)length);
+        free(owned);
+        owned = NULL;
+    }
+    item->alloc = owned;
+    item->result = dest ? dest : buf + (offset - read_from);
     item->result_len = length;
     atomic_fetch_add_explicit(ctx->bytes_read, length, memory_order_relaxed);
     if (fill_stat(item, &st) == 0)
         item->status = S3DL_OK;
     else {
-        free(buf);
+        free(owned);
         item->alloc = NULL;
         item->result = NULL;
         item->result_len = 0;

@@ -42,6 +42,7 @@ struct http_transfer {
     char *err;
     size_t err_len;
     long status;
+    int headers_complete;     /* the blank line that ends the header block arrived */
     int have_length;
     uint64_t content_length;
     int have_total;
@@ -155,9 +156,14 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         /* A new response (after a 100 Continue, say): forget the last one. */
         t->have_length = t->have_total = 0;
+        t->headers_complete = 0;
         t->etag[0] = t->content_type[0] = t->request_id[0] = t->last_modified[0] = '\0';
         t->checksum_crc32c[0] = '\0';
         t->retry_after_ms = 0;
+        return len;
+    }
+    if ((len == 2 && line[0] == '\r' && line[1] == '\n') || (len == 1 && line[0] == '\n')) {
+        t->headers_complete = 1;
         return len;
     }
     const char *v;
@@ -598,17 +604,22 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
      * is a failure, whatever the status line says. */
     if (code == CURLE_OK && t->status == 200 && item->op == S3DL_OP_POST && t->buf &&
         s3_error_is_root((const char *)t->buf, t->len)) {
-        s3_error_parse((const char *)t->buf, t->len < 4096 ? t->len : 4096, &fields);
+        s3_error_parse((const char *)t->buf, t->len, &fields);
         t->status = 500; /* classify like the InternalError it usually is */
     }
     struct attempt_outcome outcome = {(int)code, t->status, fields.code};
+    /* libcurl can report success for a connection that closed inside the
+     * header block; such a response is incomplete, never an (empty) answer. */
+    if (code == CURLE_OK && !t->headers_complete)
+        outcome.curl_code = CURLE_PARTIAL_FILE;
 
-    if (code == CURLE_OK && t->status >= 200 && t->status < 300 && item->op == S3DL_OP_GET &&
+    int complete = outcome.curl_code == CURLE_OK;
+    if (complete && t->status >= 200 && t->status < 300 && item->op == S3DL_OP_GET &&
         !checksum_matches(t)) {
         /* Retried like a transient fault; reported as S3DL_E_CHECKSUM. */
         t->checksum_mismatch = 1;
         outcome.curl_code = CURLE_PARTIAL_FILE;
-    } else if (code == CURLE_OK && t->status >= 200 && t->status < 300) {
+    } else if (complete && t->status >= 200 && t->status < 300) {
         if (t->exact && t->len != t->cap) {
             /* curl checks Content-Length too; this guards a truncated body
              * ever being returned as success. */
@@ -648,7 +659,7 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
     }
     /* A range starting exactly at the end of a non-empty object: S3 says
      * 416, local files give zero bytes; return zero bytes everywhere. */
-    if (code == CURLE_OK && t->status == 416 && (item->flags & S3DL_F_RANGE) && t->have_total &&
+    if (complete && t->status == 416 && (item->flags & S3DL_F_RANGE) && t->have_total &&
         item->offset == t->total) {
         {
             item->alloc = item->result = aligned_buf_alloc(64, 1, 0);
