@@ -370,3 +370,23 @@ def test_config_edge_cases(tmp_path, env):
     env.setenv("AWS_PROFILE", "nope")
     with pytest.raises(s3dlio.S3dlioError, match="not found"):
         aws_config.load()
+
+
+def test_tls_verified_by_default_and_trusts_a_ca_bundle(tmp_path, env):
+    from servers import tls
+    server = tls.start(tmp_path)
+    try:
+        env.setenv("AWS_ENDPOINT_URL_S3", server.url)
+        env.setenv("AWS_ACCESS_KEY_ID", "k")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "s")
+        env.delenv("AWS_CA_BUNDLE", raising=False)
+        with pytest.raises(s3dlio.StorageIOError) as info:
+            s3dlio.get("s3://bucket/key")  # an unknown CA: refused
+        assert "certificate" in str(info.value).lower() or "SSL" in str(info.value)
+        env.setenv("AWS_CA_BUNDLE", str(server.ca))
+        assert s3dlio.get("s3://bucket/key") == b"over tls"
+        env.delenv("AWS_CA_BUNDLE")
+        env.setenv("S3DLIO_VERIFY_TLS", "0")  # the explicit opt-out
+        assert s3dlio.get("s3://bucket/key") == b"over tls"
+    finally:
+        server.stop()
