@@ -3,9 +3,12 @@ in botocore's order.  Read once per client; a changed environment takes
 effect for clients created afterwards (see ``s3_client.current``).
 
 Credentials: ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
-``AWS_SESSION_TOKEN``; else the profile (``AWS_PROFILE``, default
+``AWS_SESSION_TOKEN``; else web identity (``AWS_WEB_IDENTITY_TOKEN_FILE`` +
+``AWS_ROLE_ARN`` through STS); else the profile (``AWS_PROFILE``, default
 ``default``) in ``AWS_SHARED_CREDENTIALS_FILE`` (``~/.aws/credentials``) and
-``AWS_CONFIG_FILE`` (``~/.aws/config``), including ``credential_process``.
+``AWS_CONFIG_FILE`` (``~/.aws/config``), including ``credential_process``;
+else container credentials, else the EC2 instance metadata service
+(see :mod:`s3dlio.aws_credentials`).
 Region: ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's ``region``,
 else ``us-east-1``.  Endpoint: ``AWS_ENDPOINT_URL_S3``,
 ``AWS_ENDPOINT_URL``, the profile's ``endpoint_url``.  TLS:
@@ -29,6 +32,7 @@ class Credentials:
     secret_key: str = field(repr=False)
     session_token: Optional[str] = field(default=None, repr=False)
     source: str = "environment"
+    expiration: Optional[float] = None  # epoch seconds, for temporary credentials
 
     def __repr__(self) -> str:  # secrets never appear in reprs
         return f"Credentials(access_key={self.access_key!r}, source={self.source!r})"
@@ -91,11 +95,17 @@ def _credential_process(command: str) -> Credentials:
         ) from None
 
 
-def _credentials(env: Mapping[str, str], cred_section: dict,
-                 conf_section: dict) -> Optional[Credentials]:
+def _credentials(env: Mapping[str, str], cred_section: dict, conf_section: dict,
+                 region: str) -> Optional[Credentials]:
+    """botocore's order: environment, web identity, the profile's keys,
+    credential_process, container, then the instance metadata service."""
+    from . import aws_credentials
     key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     if key and secret:
         return Credentials(key, secret, env.get("AWS_SESSION_TOKEN") or None)
+    found = aws_credentials.web_identity(env, region)
+    if found:
+        return found
     for section, source in ((cred_section, "shared-credentials-file"),
                             (conf_section, "config-file")):
         if section.get("aws_access_key_id") and section.get("aws_secret_access_key"):
@@ -104,7 +114,7 @@ def _credentials(env: Mapping[str, str], cred_section: dict,
     command = cred_section.get("credential_process") or conf_section.get("credential_process")
     if command:
         return _credential_process(command)
-    return None
+    return aws_credentials.container(env) or aws_credentials.imds(env)
 
 
 def _is_ip_or_local(endpoint: str) -> bool:
@@ -147,5 +157,5 @@ def load(env: Optional[Mapping[str, str]] = None) -> S3Settings:
     ca_bundle = env.get("AWS_CA_BUNDLE") or conf_section.get("ca_bundle") or None
     verify = (env.get("S3DLIO_VERIFY_TLS", "1").lower() not in ("0", "false", "no"))
     return S3Settings(region=region, endpoint=endpoint, addressing=style,
-                      credentials=_credentials(env, cred_section, conf_section),
+                      credentials=_credentials(env, cred_section, conf_section, region),
                       ca_bundle=ca_bundle, verify_tls=verify)

@@ -85,16 +85,23 @@ _cached: Optional[tuple[tuple, int, S3Client]] = None
 _ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
              "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
              "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-             "AWS_CA_BUNDLE", "S3DLIO_ADDRESSING_STYLE", "S3DLIO_VERIFY_TLS")
+             "AWS_CA_BUNDLE", "S3DLIO_ADDRESSING_STYLE", "S3DLIO_VERIFY_TLS",
+             "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL_STS",
+             "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+             "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_DISABLED")
 
 
 def current() -> S3Client:
     """The client for the current environment: reused while the relevant
-    variables are unchanged, rebuilt (and re-read) when they change."""
+    variables are unchanged, rebuilt (and re-read) when they change or its
+    temporary credentials are within five minutes of expiring."""
     global _cached
+    from .aws_credentials import expiring_soon
     snapshot = tuple(os.environ.get(k) for k in _ENV_KEYS)
     with _lock:
-        if _cached is None or _cached[0] != snapshot or _cached[1] != os.getpid():
+        stale = _cached is not None and _cached[2].settings.credentials is not None and \
+            expiring_soon(_cached[2].settings.credentials.expiration)
+        if _cached is None or stale or _cached[0] != snapshot or _cached[1] != os.getpid():
             _cached = (snapshot, os.getpid(), S3Client(aws_config.load()))
         return _cached[2]
 

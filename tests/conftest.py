@@ -15,6 +15,13 @@ import pytest
 import s3dlio
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+# Tests reach only loopback: never let a credential lookup try the EC2
+# metadata address or a container endpoint of the machine running them.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+for _name in ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+              "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
