@@ -46,7 +46,7 @@ def _route(uri: Union[str, ParsedURI], *, require_key: bool = True) -> ParsedURI
 
 def _request(op: int, parsed: ParsedURI, *, offset: int = 0,
              length: int = _engine.LENGTH_TO_END, data: Any = None, flags: int = 0,
-             headers: tuple = ()) -> Request:
+             headers: tuple = (), client: Optional[s3_client.S3Client] = None) -> Request:
     """The engine request for one object: a local path, or a signed URL.
     Local-only flags (O_DIRECT, mkdir, fsync) are dropped for object stores;
     create-only becomes a conditional header there."""
@@ -55,7 +55,7 @@ def _request(op: int, parsed: ParsedURI, *, offset: int = 0,
             flags |= _engine.F_DIRECT
         return Request(op, parsed.raw, parsed.path or "", offset=offset, length=length,
                        data=data, flags=flags, headers=headers)
-    client = s3_client.current()
+    client = client or s3_client.current()
     if flags & _engine.F_CREATE_ONLY:
         headers = headers + ("If-None-Match: *",)
     if op == _engine.OP_PUT:
@@ -121,6 +121,8 @@ def put_bytes(uri: str, data: BytesLike) -> None:
 def _put_requests(items: Iterable[tuple[str, BytesLike]], fsync: bool,
                   overwrite: bool) -> List[Request]:
     requests = []
+    items = _list(items)
+    client = _shared_client([uri for uri, _ in items])
     for uri, data in items:
         parsed = _route(uri)
         flags = _engine.F_MKDIRS
@@ -129,7 +131,7 @@ def _put_requests(items: Iterable[tuple[str, BytesLike]], fsync: bool,
         if not overwrite:
             flags |= _engine.F_CREATE_ONLY
         requests.append(_request(_engine.OP_PUT, parsed, data=_as_buffer(data, parsed.raw),
-                                 flags=flags))
+                                 flags=flags, client=client))
     return requests
 
 
@@ -330,10 +332,14 @@ def _empty_range(uri: str, offset: int, size: int) -> BytesView:
 
 
 def _get_requests(uris: Sequence[str]) -> List[Request]:
-    requests = []
-    for uri in uris:
-        requests.append(_request(_engine.OP_GET, _route(uri)))
-    return requests
+    # One client lookup per batch: it compares a snapshot of the environment.
+    client = _shared_client(uris)
+    return [_request(_engine.OP_GET, _route(uri), client=client) for uri in uris]
+
+
+def _shared_client(uris: Sequence[str]) -> Optional[s3_client.S3Client]:
+    """The S3 client for a batch, looked up once, if any URI needs one."""
+    return s3_client.current() if any(u.startswith("s3://") for u in uris) else None
 
 
 def _collect_many(batch: _engine.Results, statuses: Sequence[int], views: Sequence[BytesView],
@@ -383,7 +389,8 @@ def _stat_dict(parsed: ParsedURI, native_stat: Any) -> dict[str, Any]:
 
 
 def _stat_requests(uris: Sequence[str]) -> List[Request]:
-    return [_request(_engine.OP_STAT, p) for p in map(_route, uris)]
+    client = _shared_client(uris)
+    return [_request(_engine.OP_STAT, p, client=client) for p in map(_route, uris)]
 
 
 def stat(uri: str) -> dict[str, Any]:
