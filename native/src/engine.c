@@ -498,6 +498,7 @@ static s3dl_status start_locked(s3dl_engine *e)
     };
     if (file_pool_start(&e->pool, &config, &e->counters, on_batch_done, e) != 0)
         goto fail_fd;
+    e->http.pool = &e->pool;
     e->stopping = 0;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         file_pool_stop(&e->pool);

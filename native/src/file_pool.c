@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,59 @@ struct read_job {
     int err;
     struct read_job *next;
 };
+
+/* A region to fault in, claimed chunk by chunk by idle workers. */
+struct prefault {
+    uint8_t *addr;
+    size_t len;
+    size_t next;            /* offset of the next unclaimed chunk */
+    struct prefault *next_job;
+};
+
+#define PREFAULT_CHUNK ((size_t)4 << 20)
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels answer EINVAL */
+#endif
+
+void file_pool_prefault(struct file_pool *pool, void *addr, size_t len)
+{
+    if (!pool || pool->thread_count == 0 || len < 2 * PREFAULT_CHUNK)
+        return;
+    struct prefault *job = calloc(1, sizeof(*job));
+    if (!job)
+        return;
+    /* Page-align inward: advice applies to whole pages. */
+    uintptr_t start = ((uintptr_t)addr + 4095) & ~(uintptr_t)4095;
+    uintptr_t end = ((uintptr_t)addr + len) & ~(uintptr_t)4095;
+    if (end <= start) {
+        free(job);
+        return;
+    }
+    job->addr = (uint8_t *)start;
+    job->len = end - start;
+    pthread_mutex_lock(&pool->mutex);
+    job->next_job = pool->prefaults;
+    pool->prefaults = job;
+    pthread_cond_broadcast(&pool->work_available);
+    pthread_mutex_unlock(&pool->mutex);
+}
+
+/* Claims and runs one chunk; caller holds the lock (released meanwhile). */
+static void run_prefault(struct file_pool *pool)
+{
+    struct prefault *job = pool->prefaults;
+    uint8_t *chunk = job->addr + job->next;
+    size_t n = job->len - job->next < PREFAULT_CHUNK ? job->len - job->next : PREFAULT_CHUNK;
+    job->next += n;
+    if (job->next == job->len) {
+        pool->prefaults = job->next_job;
+        free(job); /* fields needed below were copied */
+    }
+    pthread_mutex_unlock(&pool->mutex);
+    madvise(chunk, n, MADV_POPULATE_WRITE);
+    pthread_mutex_lock(&pool->mutex);
+}
 
 static int64_t monotonic_ns(void)
 {
@@ -177,6 +231,10 @@ static void *worker_main(void *arg)
     };
     pthread_mutex_lock(&pool->mutex);
     for (;;) {
+        if (pool->prefaults) {
+            run_prefault(pool);
+            continue;
+        }
         if (pool->jobs) {
             struct read_job *job = pool->jobs;
             run_part(pool, job, job->next_part++);
@@ -279,6 +337,11 @@ void file_pool_stop(struct file_pool *pool)
     free(pool->threads);
     pool->threads = NULL;
     pool->thread_count = 0;
+    while (pool->prefaults) {
+        struct prefault *job = pool->prefaults;
+        pool->prefaults = job->next_job;
+        free(job);
+    }
     pthread_mutex_destroy(&pool->mutex);
     pthread_cond_destroy(&pool->work_available);
     pthread_cond_destroy(&pool->parts_finished);
@@ -291,6 +354,7 @@ void file_pool_reset_after_fork(struct file_pool *pool)
     pthread_cond_init(&pool->parts_finished, NULL);
     pool->batches_head = pool->batches_tail = NULL;
     pool->jobs = NULL;
+    pool->prefaults = NULL;
     pool->in_flight = 0;
     pool->threads = NULL; /* the parent's; not ours to free */
     pool->thread_count = 0;

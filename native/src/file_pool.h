@@ -43,6 +43,7 @@ struct file_pool {
     struct s3dl_batch *batches_head; /* FIFO of batches with items left */
     struct s3dl_batch *batches_tail;
     struct read_job *jobs;          /* read jobs with unclaimed parts */
+    struct prefault *prefaults;     /* memory to fault in ahead of a transfer */
     size_t in_flight;
     int stopping;
     pthread_t *threads;
@@ -68,6 +69,13 @@ void file_pool_stop(struct file_pool *pool);
 
 /* Re-creates locks in a forked child; the parent's work is forgotten. */
 void file_pool_reset_after_fork(struct file_pool *pool);
+
+/* Asks idle workers to fault in [addr, addr+len) (MADV_POPULATE_WRITE, which
+ * never changes data already written) ahead of a transfer that will fill it,
+ * so the writer does not take every page fault itself.  Best effort: if
+ * the memory is freed meanwhile, the kernel merely refuses the advice.
+ * Safe from any thread. */
+void file_pool_prefault(struct file_pool *pool, void *addr, size_t len);
 
 /* Reads `len` bytes at `offset` of `fd` into `dst`, in parallel parts when
  * the pool allows.  Called by a worker.  Returns bytes read (short only at

@@ -13,6 +13,7 @@
 
 struct http_engine {
     CURLM *multi;
+    struct file_pool *pool;  /* idle workers fault in large bodies' buffers */
     CURL **idle;             /* reset easy handles kept for reuse */
     size_t idle_count;
     size_t idle_capacity;
