@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 STAMP := $(VENV)/.s3dlio-installed
 
-.PHONY: all setup demo test test-c test-c-asan test-py bench clean
+.PHONY: all setup demo test test-c test-c-asan test-py bench bench-s3 clean
 
 all: setup
 
@@ -45,6 +45,10 @@ test-py: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+# S3 against its peers on a loopback nginx (installs the peers in their own venvs).
+bench-s3: setup
+	$(PY) bench/s3.py
 
 clean:
 	rm -rf build $(VENV) s3dlio/*.so s3dlio/*.so.* s3dlio/_s3dl_cffi.c
