@@ -219,8 +219,8 @@ S3DL_API s3dl_status s3dl_batch_add_header(s3dl_batch *batch, size_t index,
 S3DL_API s3dl_status s3dl_batch_set_destination(s3dl_batch *batch, size_t index, void *dst,
                                                 size_t cap);
 
-/* Allocates `size` bytes suited to large I/O results (64-byte aligned,
- * huge pages when large), for use as a destination.  Release with
+/* Allocates `size` bytes suited to I/O results (64-byte aligned), for use
+ * as a destination.  Release with
  * s3dl_free().  Returns NULL when out of memory. */
 S3DL_API void *s3dl_alloc(size_t size);
 

@@ -242,7 +242,9 @@ s3dl_status s3dl_batch_set_destination(s3dl_batch *b, size_t index, void *dst, s
     return S3DL_OK;
 }
 
-void *s3dl_alloc(size_t size) { return aligned_buf_alloc(64, size, size >= ((size_t)32 << 20)); }
+/* Ordinary pages: transfers into a destination have its pages faulted in
+ * by idle workers (see http_start), which is steadier than huge pages. */
+void *s3dl_alloc(size_t size) { return aligned_buf_alloc(64, size, 0); }
 
 s3dl_status s3dl_batch_set_client(s3dl_batch *b, s3dl_client *client)
 {

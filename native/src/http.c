@@ -518,6 +518,8 @@ s3dl_status http_start(struct http_engine *http, struct s3dl_item *item,
         break;
     default: break;
     }
+    if (item->dest && item->dest_cap >= PREFAULT_THRESHOLD / 4)
+        file_pool_prefault(http->pool, item->dest, item->dest_cap);
     item->transfer = t;
     item->attempts++;
     if (curl_multi_add_handle(http->multi, e) != CURLM_OK) {
