@@ -179,3 +179,25 @@ def progress(total: int, desc: str, unit: str = "B", enabled: bool = True) -> An
             pass
 
     return _Null()
+
+
+def write_results(result: dict, results_dir: Any, name: str, json_path: Optional[str],
+                  save: bool) -> list:
+    """Writes a run's JSON to results_dir/name (unless not saving) and to
+    json_path (if given); returns the paths written."""
+    import json
+    from pathlib import Path
+    text = json.dumps(result, indent=2, default=str)
+    written = []
+    if save:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        path = results_dir / name
+        path.write_text(text)
+        written.append(str(path))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(text)
+        written.append(json_path)
+    for w in written:
+        print(f"wrote {w}")
+    return written

@@ -354,7 +354,7 @@ def run_mem_probe(args: argparse.Namespace, which: str) -> Sample:
     cmd = [sys.executable, os.path.abspath(__file__), "--_mem-probe", which,
            "--dir", args.dir, "--files", str(args.files), "--file-size", str(args.file_size),
            "--max-in-flight", str(args.max_in_flight), "--threads", str(args.threads)]
-    with Timer() as t:
+    with Timer():
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"memory probe {which} failed:\n{proc.stderr[-2000:]}")
@@ -661,19 +661,8 @@ def main(argv: Optional[list] = None) -> int:
         "total_wall_s": total,
         "rows": rows,
     }
-    text = json.dumps(result, indent=2, default=str)
-    written = []
-    if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"{stamp}{'-quick' if args.quick else ''}.json"
-        path.write_text(text)
-        written.append(str(path))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
-        written.append(args.json)
-    for w in written:
-        print(f"wrote {w}")
+    _util.write_results(result, RESULTS_DIR, f"{stamp}{'-quick' if args.quick else ''}.json",
+                        args.json, not args.no_save)
     return 0
 
 

@@ -867,19 +867,8 @@ def main(argv: Optional[list] = None) -> int:
         "request_counts": counts, "targets": tgts, "failures": failures,
         "total_wall_s": total, "rows": rows,
     }
-    text = json.dumps(result, indent=2, default=str)
-    written = []
-    if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"s3-{stamp}{'-quick' if args.quick else ''}.json"
-        path.write_text(text)
-        written.append(str(path))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
-        written.append(args.json)
-    for w in written:
-        print(f"wrote {w}")
+    _util.write_results(result, RESULTS_DIR, f"s3-{stamp}{'-quick' if args.quick else ''}.json",
+                        args.json, not args.no_save)
     return 1 if failures else 0
 
 

@@ -8,7 +8,7 @@ from . import _engine, s3_multipart
 from ._bytesview import BytesView
 from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
                   _errors_by_index, _get_requests, _into_request, _into_result, _multipart_args,
-                  _prepare_puts, _raise_first,
+                  _prepare_puts,
                   _range_request, _stat_requests, _stat_results)
 from .errors import InvalidRangeError, IsADirectoryError, NotFoundError, S3dlioError
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from . import aws_config
 from ._native import check, ffi, lib
-from .errors import S3dlioError, StorageIOError
+from .errors import StorageIOError
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _MAX_XML_BYTES = 64 << 20

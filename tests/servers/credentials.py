@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+
+from . import _http
 
 IMDS_TOKEN = "imds-session-token"
 CONTAINER_TOKEN = "container-auth-token"
@@ -84,21 +84,13 @@ def _handler(state: State):
 class CredentialServer:
     url: str
     state: State
-    server: http.server.ThreadingHTTPServer
-    thread: threading.Thread
+    running: _http.Running
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        self.running.stop()
 
 
 def start() -> CredentialServer:
     state = State()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
-    thread.start()
-    time.sleep(0)  # let it start listening; the socket is bound already
-    return CredentialServer(f"http://127.0.0.1:{server.server_address[1]}", state, server,
-                            thread)
+    running = _http.serve(_handler(state))
+    return CredentialServer(f"http://127.0.0.1:{running.port}", state, running)

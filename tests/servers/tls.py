@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 import http.server
 import ssl
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import _http
 
 
 def make_ca_and_cert(directory: Path) -> tuple[Path, Path, Path]:
@@ -67,22 +68,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class TlsServer:
     url: str
     ca: Path
-    server: http.server.ThreadingHTTPServer
-    thread: threading.Thread
+    running: _http.Running
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        self.running.stop()
 
 
 def start(directory: Path) -> TlsServer:
     ca, cert, key = make_ca_and_cert(directory)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
-    thread.start()
-    return TlsServer(f"https://127.0.0.1:{server.server_address[1]}", ca, server, thread)
+    running = _http.serve(_Handler, wrap=lambda sock: context.wrap_socket(sock, server_side=True))
+    return TlsServer(f"https://127.0.0.1:{running.port}", ca, running)
