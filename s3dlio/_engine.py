@@ -372,9 +372,14 @@ class _Notifier:
                         continue
                     loop, fut = entry
                     self.loops[loop] -= 1
-                    if self.loops[loop] == 0:
-                        loop.call_soon_threadsafe(self._unwatch_if_idle, loop)
-                    loop.call_soon_threadsafe(_resolve, fut)
+                    try:
+                        if self.loops[loop] == 0:
+                            loop.call_soon_threadsafe(self._unwatch_if_idle, loop)
+                        loop.call_soon_threadsafe(_resolve, fut)
+                    except RuntimeError:
+                        # That loop is closed; its waiter is gone.  Keep going:
+                        # the other tags of this poll belong to live loops.
+                        self.loops.pop(loop, None)
 
     def _unwatch_if_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         # Runs in `loop`'s thread, as expect() does, so the two cannot race.
@@ -384,12 +389,6 @@ class _Notifier:
                 loop.remove_reader(self.fd)
 
 
-def _free_when_done(batch: Batch) -> Any:
-    def callback(_fut: asyncio.Future) -> None:
-        batch.free()
-    return callback
-
-
 def _resolve(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -397,14 +396,26 @@ def _resolve(fut: asyncio.Future) -> None:
 
 _notifier: Optional[_Notifier] = None
 _notifier_pid = 0
+_notifier_lock = threading.Lock()
 
 
 def _get_notifier() -> _Notifier:
+    """One notifier per process: two would drain each other's tags."""
     global _notifier, _notifier_pid
-    if _notifier is None or _notifier_pid != os.getpid():
-        _notifier = _Notifier()  # a forked child has a new fd and no pending tags
-        _notifier_pid = os.getpid()
-    return _notifier
+    with _notifier_lock:
+        if _notifier is None or _notifier_pid != os.getpid():
+            _notifier = _Notifier()  # a forked child has a new fd and no pending tags
+            _notifier_pid = os.getpid()
+        return _notifier
+
+
+def _reset_after_fork() -> None:
+    global _notifier_lock, _engine_lock
+    _notifier_lock = threading.Lock()
+    _engine_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 async def run_async(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -433,10 +444,19 @@ async def run_async(requests: Sequence[Request], max_in_flight: int = DEFAULT_MA
         for fut in futures:
             await asyncio.shield(fut)
     except asyncio.CancelledError:
-        for (batch, _), fut in zip(batches, futures):
+        # The batches borrow the caller's memory (PUT bodies, get_into
+        # buffers): cancel what has not started and wait for the rest before
+        # giving that memory back, so nothing writes into it afterwards.
+        for batch, _ in batches:
             batch.cancel()
-            # The batch finishes soon; free it then, off this coroutine.
-            fut.add_done_callback(_free_when_done(batch))
+        for fut in futures:
+            while not fut.done():
+                try:
+                    await asyncio.shield(fut)
+                except asyncio.CancelledError:
+                    continue  # cancelled again: still wait; bounded by the cancel
+        for batch, _ in batches:
+            batch.free()
         raise
     results = _collect(requests, batches)
     return results, results.statuses, results.views

@@ -171,7 +171,7 @@ def _split_multipart(requests: Sequence[Request]) -> tuple[List[int], List[int]]
     """Indices of ordinary PUTs, and of S3 PUTs big enough for multipart."""
     limit = s3_multipart.threshold()
     large = [i for i, r in enumerate(requests)
-             if r.client is not None and len(memoryview(r.data)) >= limit]
+             if r.client is not None and memoryview(r.data).nbytes >= limit]
     chosen = set(large)
     return [i for i in range(len(requests)) if i not in chosen], large
 
@@ -196,7 +196,8 @@ def get(uri: str) -> BytesView:
     parsed = _route(uri)
     if not parsed.is_local:
         known = size_cache.lookup(parsed.raw)
-        if known is not None and known[0] >= _range_threshold():
+        # Split only when the ETag can pin every range to one version.
+        if known is not None and known[1] and known[0] >= _range_threshold():
             view = _get_split(parsed, known[0], known[1])
             if view is not None:
                 return view
@@ -259,11 +260,12 @@ def _get_split(parsed: ParsedURI, size: int, etag: Optional[str]) -> Optional[By
     base = int(ffi.cast("uintptr_t", buf))
     try:
         headers = (f"If-Match: {etag}",) if etag else ()
+        client = s3_client.current()
         requests = []
         for offset in range(0, size, part):
             length = min(part, size - offset)
             req = _request(_engine.OP_GET, parsed, offset=offset, length=length,
-                           flags=_engine.F_RANGE, headers=headers)
+                           flags=_engine.F_RANGE, headers=headers, client=client)
             req.dest = (base + offset, length)
             requests.append(req)
         results, statuses, views = _engine.run(requests, min(16, len(requests)))

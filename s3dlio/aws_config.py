@@ -86,8 +86,10 @@ def _credential_process(command: str) -> Credentials:
         out = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60,
                              check=True).stdout
         doc = json.loads(out)
+        from .aws_credentials import parse_time
         return Credentials(doc["AccessKeyId"], doc["SecretAccessKey"], doc.get("SessionToken"),
-                           source="credential_process")
+                           source="credential_process",
+                           expiration=parse_time(doc.get("Expiration") or ""))
     except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
         # The command's output may hold secrets: name only the failure kind.
         raise PermissionDeniedError(

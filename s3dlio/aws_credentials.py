@@ -34,7 +34,7 @@ def _fetch(request: urllib.request.Request, what: str) -> bytes:
                                     code="CredentialsUnavailable") from None
 
 
-def _parse_time(text: str) -> Optional[float]:
+def parse_time(text: str) -> Optional[float]:
     try:
         return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -75,7 +75,7 @@ def web_identity(env: Mapping[str, str], region: str):
                                     code="WebIdentity")
     return Credentials(found["AccessKeyId"], found["SecretAccessKey"],
                        found.get("SessionToken") or None, source="web-identity",
-                       expiration=_parse_time(found.get("Expiration", "")))
+                       expiration=parse_time(found.get("Expiration", "")))
 
 
 def _from_json(doc: dict, source: str):
@@ -85,7 +85,24 @@ def _from_json(doc: dict, source: str):
     if not key or not secret:
         raise PermissionDeniedError(f"{source} returned no credentials", code=source)
     return Credentials(key, secret, doc.get("Token") or doc.get("SessionToken"), source=source,
-                       expiration=_parse_time(doc.get("Expiration", "")))
+                       expiration=parse_time(doc.get("Expiration", "")))
+
+
+def _trusted_container_url(url: str) -> bool:
+    """As botocore: the authorization token goes only over https or to a
+    loopback / the ECS link-local host."""
+    import ipaddress
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or str(address) in ("169.254.170.2", "169.254.170.23")
 
 
 def container(env: Mapping[str, str]):
@@ -96,6 +113,9 @@ def container(env: Mapping[str, str]):
     if not full and not relative:
         return None
     url = full or CONTAINER_HOST + (relative or "")
+    if full and not _trusted_container_url(full):
+        raise PermissionDeniedError("AWS_CONTAINER_CREDENTIALS_FULL_URI must be https or a "
+                                    "loopback/link-local address", code="container")
     headers = {}
     token = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
     token_file = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")

@@ -82,6 +82,16 @@ class S3Client:
 _lock = threading.Lock()
 _cached: Optional[tuple[tuple, int, S3Client]] = None
 
+
+def _reset_after_fork() -> None:
+    # A thread of the parent may have held the lock (a credential fetch) at
+    # fork time; the child starts with a fresh one.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
 _ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
              "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
              "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",

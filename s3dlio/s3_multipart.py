@@ -78,7 +78,10 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
         _raise(results)
         # Copy each ETag out now: a field of a native struct does not keep
         # the struct alive.
-        etags = [ffi.string(results.stat(i).etag).decode() for i in range(len(parts))]
+        etags = []
+        for i in range(len(parts)):
+            stat = results.stat(i)  # keep the struct alive while copying its field
+            etags.append(ffi.string(stat.etag).decode())
         results.free()
         missing = [n for n, etag in enumerate(etags, start=1) if not etag]
         if missing:

@@ -95,3 +95,28 @@ def test_stats_counts_bytes(tmp_path):
     assert after["bytes_written"] - before["bytes_written"] == 1000
     assert after["bytes_read"] - before["bytes_read"] == 1000
     assert after["items_completed"] - before["items_completed"] == 2
+
+
+def test_cancelled_get_into_async_stops_writing_before_returning(tmp_path):
+    """The buffer is the caller's again once the coroutine has ended:
+    nothing may be written into it afterwards."""
+    import asyncio
+    import time
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        f.truncate(256 << 20)
+    buf = bytearray(256 << 20)
+
+    async def main():
+        task = asyncio.ensure_future(s3dlio.get_into_async(f"file://{path}", buf))
+        await asyncio.sleep(0.002)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        buf[:] = b"\xaa" * len(buf)
+        time.sleep(0.3)  # a late write from the engine would land now
+        return buf.count(b"\xaa") == len(buf)
+
+    assert asyncio.run(asyncio.wait_for(main(), 60))

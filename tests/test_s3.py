@@ -416,3 +416,42 @@ def test_signing_matches_botocore_for_generated_keys(moto_s3, bucket, key):
     # ListObjectsV2 puts the key's prefix in the signed query string.
     assert uri in s3dlio.list(f"s3://{bucket}/{prefix}")
     s3dlio.delete(uri)
+
+
+def test_server_ignoring_range_is_not_wrong_data(env):
+    import http.server
+
+    from servers import _http
+
+    class IgnoresRange(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = bytes(range(256)) * 4
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    running = _http.serve(IgnoresRange)
+    try:
+        env.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{running.port}")
+        env.setenv("AWS_ACCESS_KEY_ID", "k")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "s")
+        with pytest.raises(s3dlio.StorageIOError, match="Range ignored"):
+            s3dlio.get_range("s3://bucket/key", 512, 16)
+        assert len(s3dlio.get_range("s3://bucket/key", 0)) == 1024  # whole object from 0: fine
+    finally:
+        running.stop()
+
+
+def test_multipart_threshold_counts_bytes_not_elements(moto_s3, bucket, env):
+    import numpy as np
+    env.setenv("S3DLIO_MULTIPART_THRESHOLD", str(6 << 20))
+    env.setenv("S3DLIO_MULTIPART_PART_SIZE", str(5 << 20))
+    arr = np.arange(1 << 20, dtype=np.float64)  # 1 Mi elements, 8 MiB
+    s3dlio.put(f"s3://{bucket}/arr.bin", arr)
+    head = moto_s3.boto3_client().head_object(Bucket=bucket, Key="arr.bin")
+    assert head["ETag"].endswith('-2"')
+    assert s3dlio.get(f"s3://{bucket}/arr.bin") == arr.tobytes()

@@ -49,6 +49,7 @@ struct http_transfer {
     uint64_t content_length;
     int have_total;
     uint64_t total;           /* object size from Content-Range */
+    uint64_t range_start;     /* first byte of a 206 answer, from Content-Range */
     int64_t retry_after_ms;
     char etag[128];
     char content_type[128];
@@ -115,6 +116,11 @@ static void transfer_free(struct http_engine *http, struct http_transfer *t)
         curl_multi_remove_handle(http->multi, t->easy);
         give_back_easy(http, t->easy);
     }
+    /* The header lines hold the session token and the signature: wipe them. */
+    for (struct curl_slist *p = t->headers; p; p = p->next)
+        if (strncasecmp(p->data, "X-Amz-Security-Token:", 21) == 0 ||
+            strncasecmp(p->data, "Authorization:", 14) == 0)
+            crypto_wipe(p->data, strlen(p->data));
     curl_slist_free_all(t->headers);
     if (!t->borrowed)
         free(t->buf);
@@ -182,6 +188,8 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
         }
     } else if (header_is(line, len, "content-range", &v, &vl)) {
         copy_trimmed(tmp, sizeof(tmp), v, vl);
+        if (strncmp(tmp, "bytes ", 6) == 0 && tmp[6] >= '0' && tmp[6] <= '9')
+            t->range_start = strtoull(tmp + 6, NULL, 10);
         const char *slash = strrchr(tmp, '/');
         if (slash && slash[1] != '*') {
             char *end;
@@ -240,6 +248,9 @@ static size_t on_body(char *data, size_t size, size_t count, void *userdata)
         t->cap = t->item->dest_cap;
         t->exact = 0;
         t->borrowed = 1;
+        if (t->have_length && !(t->item->flags & S3DL_F_RANGE) &&
+            t->content_length >= PREFAULT_THRESHOLD / 4)
+            file_pool_prefault(t->http->pool, t->buf, (size_t)t->content_length);
     }
     if (!t->buf) {
         if (t->have_length) {
@@ -518,8 +529,12 @@ s3dl_status http_start(struct http_engine *http, struct s3dl_item *item,
         break;
     default: break;
     }
-    if (item->dest && item->dest_cap >= PREFAULT_THRESHOLD / 4)
-        file_pool_prefault(http->pool, item->dest, item->dest_cap);
+    /* A ranged read into a destination knows its size now; a whole-object
+     * one learns it from Content-Length (on_body). */
+    if (item->dest && (item->flags & S3DL_F_RANGE) && item->length != S3DL_LENGTH_TO_END &&
+        item->length >= PREFAULT_THRESHOLD / 4)
+        file_pool_prefault(http->pool, item->dest,
+                           item->length < item->dest_cap ? (size_t)item->length : item->dest_cap);
     item->transfer = t;
     item->attempts++;
     if (curl_multi_add_handle(http->multi, e) != CURLM_OK) {
@@ -585,6 +600,19 @@ static void fail_with_detail(struct s3dl_item *item, s3dl_status st, const struc
              fields->request_id[0] ? fields->request_id : t->request_id);
 }
 
+/* Whether a successful answer to a GET is the range that was asked for:
+ * 206 starting at the offset, or a 200 when the range covered the whole
+ * object from byte 0. */
+static int range_answered(const struct s3dl_item *item, const struct http_transfer *t)
+{
+    if (item->op != S3DL_OP_GET || !(item->flags & S3DL_F_RANGE))
+        return 1;
+    if (t->status == 206)
+        return t->range_start == item->offset;
+    return t->status == 200 && item->offset == 0 &&
+           (item->length == S3DL_LENGTH_TO_END || (t->have_length && item->length >= t->len));
+}
+
 /* Compares a whole-object body with the server's x-amz-checksum-crc32c.
  * Composite checksums of multipart objects ("...-N") cannot be checked
  * against the whole body and are skipped. */
@@ -629,6 +657,16 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
         /* Retried like a transient fault; reported as S3DL_E_CHECKSUM. */
         t->checksum_mismatch = 1;
         outcome.curl_code = CURLE_PARTIAL_FILE;
+    } else if (complete && t->status >= 200 && t->status < 300 && !range_answered(item, t)) {
+        /* A server or proxy that ignores Range answers 200 with the whole
+         * object: returning it as the range would be wrong data. */
+        fail_with_detail(item, S3DL_E_HTTP, t, &fields, CURLE_OK);
+        if (item->detail)
+            snprintf(item->detail->message, sizeof(item->detail->message),
+                     "GET: asked for a range, got HTTP %ld %s", t->status,
+                     t->status == 200 ? "(the whole object: Range ignored)" : "at another offset");
+        http_abort(http, item);
+        return 1;
     } else if (complete && t->status >= 200 && t->status < 300) {
         if (t->exact && t->len != t->cap) {
             /* curl checks Content-Length too; this guards a truncated body

@@ -66,7 +66,8 @@ static char *read_file(const char *path, size_t *len)
 static char *read_expected(const char *dir, const char *name)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return NULL;
     size_t len = 0;
     char *text = read_file(path, &len);
     while (text && len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
@@ -283,7 +284,8 @@ static int is_suite_case(const char *path)
 {
     const char *name = strrchr(path, '/') + 1;
     char req[4096];
-    snprintf(req, sizeof(req), "%s/%s.req", path, name);
+    if (snprintf(req, sizeof(req), "%s/%s.req", path, name) >= (int)sizeof(req))
+        return 0;
     struct stat st;
     return stat(req, &st) == 0;
 }
@@ -307,7 +309,8 @@ static char *suite_token(const char *dir, const char *name)
 static int run_suite_case(const char *dir, const char *name)
 {
     char path[4096], file[512];
-    snprintf(path, sizeof(path), "%s/%s.req", dir, name);
+    if (snprintf(path, sizeof(path), "%s/%s.req", dir, name) >= (int)sizeof(path))
+        return 0;
     struct parsed_request parsed;
     if (parse_request(path, &parsed) != 0) {
         fprintf(stderr, "%s: cannot parse %s\n", name, path);
@@ -600,8 +603,9 @@ static void run_crt_suite(const char *root, int *run, int *passed)
     char **names = list_subdirs(root, &count);
     for (size_t i = 0; i < count; i++) {
         char dir[4096], path[4096 + 16];
-        snprintf(dir, sizeof(dir), "%s/%s", root, names[i]);
-        snprintf(path, sizeof(path), "%s/request.txt", dir);
+        if (snprintf(dir, sizeof(dir), "%s/%s", root, names[i]) >= (int)sizeof(dir) ||
+            snprintf(path, sizeof(path), "%s/request.txt", dir) >= (int)sizeof(path))
+            continue;
         struct crt_context c;
         struct parsed_request parsed;
         memset(&parsed, 0, sizeof(parsed));
