@@ -674,21 +674,17 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
             outcome.curl_code = CURLE_PARTIAL_FILE;
         } else {
             retry_budget_refund(&client->retry_tokens);
-            if (item->op == S3DL_OP_GET && item->dest) {
-                item->alloc = NULL;
-                item->result = item->dest;
+            if (item->op == S3DL_OP_GET || item->op == S3DL_OP_POST) {
+                if (item->dest) {
+                    item->alloc = NULL; /* the caller's memory */
+                    item->result = item->dest;
+                } else {
+                    if (!t->buf)
+                        t->buf = aligned_buf_alloc(64, 1, 0); /* an empty body */
+                    item->alloc = item->result = t->buf;
+                }
                 item->result_len = t->len;
-                t->buf = NULL;
-                if (item->op == S3DL_OP_GET)
-                    atomic_fetch_add_explicit(&http->counters->bytes_read, item->result_len,
-                                              memory_order_relaxed);
-            } else if (item->op == S3DL_OP_GET || item->op == S3DL_OP_POST) {
-                if (!t->buf)
-                    t->buf = aligned_buf_alloc(64, 1, 0);
-                item->alloc = t->buf;
-                item->result = t->buf;
-                item->result_len = t->len;
-                t->buf = NULL;
+                t->buf = NULL; /* ownership moved to the item */
                 if (item->op == S3DL_OP_GET)
                     atomic_fetch_add_explicit(&http->counters->bytes_read, item->result_len,
                                               memory_order_relaxed);
