@@ -263,6 +263,18 @@ class Results:
         for batch in self._batches:
             batch.free()
 
+    def raise_first(self, statuses: Optional[Sequence[int]] = None) -> None:
+        """Raises the first failure (in input order) after releasing every
+        view and the batches; ``statuses`` overrides the native ones (for
+        callers that treat some failures as success)."""
+        for i, status in enumerate(self.statuses if statuses is None else statuses):
+            if status != lib.S3DL_OK:
+                err = self.error(i, status)
+                for view in self.views:
+                    view.release()
+                self.free()
+                raise err
+
 
 def _group(requests: Sequence[Request]) -> list[list[int]]:
     """Indices of requests that can share a batch (same client, or local)."""

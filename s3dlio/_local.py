@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Iterator, Optional
+from typing import Optional
 
 from .errors import error_from_oserror
 from .uri import ParsedURI
@@ -18,10 +18,12 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TEMP_MARKER in name
 
 
-def _walk_files(root: str, uri: str) -> Iterator[str]:
-    """Yields every regular file under ``root`` (following no symlinked
-    directories, so cycles cannot hang a listing)."""
-    stack = [root]
+def _directory_entries(directory: str, recursive: bool, uri: str) -> list[str]:
+    """Regular files under ``directory`` (skipping in-progress writes and
+    following no symlinked directories, so cycles cannot hang a listing);
+    non-recursive listings give sub-directories as ``dir/`` entries."""
+    out = []
+    stack = [directory]
     while stack:
         current = stack.pop()
         try:
@@ -30,32 +32,16 @@ def _walk_files(root: str, uri: str) -> Iterator[str]:
                     if is_temp_name(entry.name):
                         continue
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
+                        if recursive:
+                            stack.append(entry.path)
+                        else:
+                            out.append(entry.path + "/")
                     elif entry.is_file():
-                        yield entry.path
+                        out.append(entry.path)
         except (FileNotFoundError, NotADirectoryError):
             continue  # removed while we walked, or not a directory at all
         except OSError as exc:
             raise error_from_oserror(exc, uri) from exc
-
-
-def _directory_entries(directory: str, recursive: bool, uri: str) -> list[str]:
-    if recursive:
-        return list(_walk_files(directory, uri))
-    out = []
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if is_temp_name(entry.name):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    out.append(entry.path + "/")
-                elif entry.is_file():
-                    out.append(entry.path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except OSError as exc:
-        raise error_from_oserror(exc, uri) from exc
     return out
 
 

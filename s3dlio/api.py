@@ -85,21 +85,9 @@ def _as_buffer(data: Any, uri: str) -> Any:
     return data
 
 
-def _raise_first(batch: _engine.Results, statuses: Sequence[int], views: Sequence[BytesView],
-                 ok: Iterable[int] = (0,)) -> None:
-    allowed = set(ok)
-    for i, status in enumerate(statuses):
-        if status not in allowed:
-            err = batch.error(i, status)
-            for view in views:
-                view.release()
-            batch.free()
-            raise err
-
-
 def _run_single(req: Request) -> tuple[_engine.Results, BytesView]:
     batch, statuses, views = _engine.run([req], 1)
-    _raise_first(batch, statuses, views)
+    batch.raise_first(statuses)
     return batch, views[0]
 
 
@@ -235,7 +223,7 @@ def _into_result(results: _engine.Results, statuses: Sequence[int], views: Seque
             err = results.error(0, statuses[0])
             raise InvalidArgumentError(f"object larger than the {capacity}-byte buffer: "
                                        f"{err.uri}", uri=err.uri, code="BufferTooSmall")
-        _raise_first(results, statuses, views)
+        results.raise_first(statuses)
         return len(views[0])
     finally:
         for view in views:
@@ -274,7 +262,7 @@ def _get_split(parsed: ParsedURI, size: int, etag: Optional[str]) -> Optional[By
                 s == lib.S3DL_OK and len(v) != r.length
                 for s, v, r in zip(statuses, views, requests))
             if not changed:
-                _raise_first(results, statuses, views)
+                results.raise_first(statuses)
         finally:
             for view in views:
                 view.release()
@@ -347,7 +335,7 @@ def _shared_client(uris: Sequence[str]) -> Optional[s3_client.S3Client]:
 def _collect_many(batch: _engine.Results, statuses: Sequence[int], views: Sequence[BytesView],
                   return_exceptions: bool) -> List[tuple[str, Any]]:
     if not return_exceptions:
-        _raise_first(batch, statuses, views)
+        batch.raise_first(statuses)
     out = []
     for i, (req, status, view) in enumerate(zip(batch.requests, statuses, views)):
         out.append((req.uri, view if status == 0 else batch.error(i, status)))
@@ -412,7 +400,7 @@ def stat_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -
 
 def _stat_results(batch: _engine.Results, statuses: Sequence[int],
                   views: Sequence[BytesView]) -> List[dict]:
-    _raise_first(batch, statuses, views)
+    batch.raise_first(statuses)
     out = [_stat_dict(parse_uri(req.uri), batch.stat(i)) for i, req in enumerate(batch.requests)]
     batch.free()
     for req, meta in zip(batch.requests, out):
@@ -466,7 +454,7 @@ def delete(uri: str, recursive: bool = False) -> None:
     statuses = [lib.S3DL_OK if s == lib.S3DL_E_NOT_FOUND
                 and batch.error(i, s).code != "NoSuchBucket" else s
                 for i, s in enumerate(statuses)]
-    _raise_first(batch, statuses, views)
+    batch.raise_first(statuses)
     batch.free()
 
 
@@ -491,7 +479,7 @@ def _s3_delete_many(parsed: ParsedURI, uris: Sequence[str]) -> None:
         return
     batch, statuses, views = _engine.run(requests, 8)
     try:
-        _raise_first(batch, statuses, views)
+        batch.raise_first(statuses)
         for view in views:
             errors = s3_client.delete_errors(bytes(view), parsed.raw)
             if errors:
@@ -634,7 +622,7 @@ def delete_bucket(bucket: str) -> None:
     req = Request(_engine.OP_DELETE, f"s3://{name}", client.bucket_url(name),
                   client=client.handle)
     batch, statuses, views = _engine.run([req], 1)
-    _raise_first(batch, statuses, views)
+    batch.raise_first(statuses)
     batch.free()
 
 

@@ -60,7 +60,7 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
     results = yield [Request(_engine.OP_POST, parsed.raw, url + "?uploads=", data=b"",
                              client=client.handle,
                              headers=headers + ("x-amz-checksum-algorithm: CRC32C",))]
-    _raise(results)
+    results.raise_first()
     root = s3_client.parse_xml(bytes(results.views[0]), parsed.raw)
     upload_id = s3_client.text(root, "UploadId")
     results.free()
@@ -75,7 +75,7 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
                          client=client.handle)
                  for n, piece in enumerate(slices, start=1)]
         results = yield parts
-        _raise(results)
+        results.raise_first()
         # Copy each ETag out now: a field of a native struct does not keep
         # the struct alive.
         etags = []
@@ -98,7 +98,7 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
             complete_headers += ("If-None-Match: *",)
         results = yield [Request(_engine.OP_POST, parsed.raw, f"{url}?{upload_query}",
                                  data=xml, client=client.handle, headers=complete_headers)]
-        _raise(results)
+        results.raise_first()
         root = s3_client.parse_xml(bytes(results.views[0]), parsed.raw)
         results.free()
         etag = s3_client.text(root, "ETag")
@@ -116,14 +116,6 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
                                client=client.handle)]
         abort.free()
         raise
-
-
-def _raise(results: _engine.Results) -> None:
-    for i, status in enumerate(results.statuses):
-        if status != lib.S3DL_OK:
-            err = results.error(i, status)
-            results.free()
-            raise err
 
 
 def upload(parsed: ParsedURI, data: Any, headers: tuple = (), create_only: bool = False,

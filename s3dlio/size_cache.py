@@ -15,22 +15,14 @@ from typing import Optional
 
 _lock = threading.Lock()
 _entries: "OrderedDict[str, tuple[int, Optional[str]]]" = OrderedDict()
-_pid = os.getpid()
 
 
 def _limit() -> int:
     return int(os.environ.get("S3DLIO_SIZE_CACHE_MAX_ENTRIES", "1000000"), 0)
 
 
-def _check_fork() -> None:
-    global _pid
-    if _pid != os.getpid():  # a forked child starts with the parent's copy: fine to keep
-        _pid = os.getpid()
-
-
 def remember(uri: str, size: int, etag: Optional[str] = None) -> None:
     with _lock:
-        _check_fork()
         _entries[uri] = (size, etag or None)
         _entries.move_to_end(uri)
         limit = _limit()
@@ -49,12 +41,3 @@ def lookup(uri: str) -> Optional[tuple[int, Optional[str]]]:
 def forget(uri: str) -> None:
     with _lock:
         _entries.pop(uri, None)
-
-
-def clear() -> None:
-    with _lock:
-        _entries.clear()
-
-
-def __len__() -> int:  # pragma: no cover - convenience for debugging
-    return len(_entries)
