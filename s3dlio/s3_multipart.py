@@ -70,10 +70,15 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
     upload_query = f"uploadId={s3_client.encode_query(upload_id)}"
     try:
         slices = [view[offset:offset + part] for offset in range(0, size, part)] or [view[:0]]
+        # Each part's CRC-32C is computed once: sent with the part (so the
+        # core does not hash it again) and listed in the completion.
+        checksums = [_crc32c_b64(piece) for piece in slices]
         parts = [Request(_engine.OP_PUT, parsed.raw,
                          f"{url}?partNumber={n}&{upload_query}", data=piece,
-                         client=client.handle)
-                 for n, piece in enumerate(slices, start=1)]
+                         client=client.handle,
+                         headers=(f"x-amz-checksum-crc32c: {crc}",
+                                  "x-amz-sdk-checksum-algorithm: CRC32C"))
+                 for n, (piece, crc) in enumerate(zip(slices, checksums), start=1)]
         results = yield parts
         results.raise_first()
         # Copy each ETag out now: a field of a native struct does not keep
@@ -89,8 +94,8 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
                                  uri=parsed.raw, code="MalformedReply")
         body = "".join(
             f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}"
-            f"</ETag><ChecksumCRC32C>{_crc32c_b64(piece)}</ChecksumCRC32C></Part>"
-            for n, (etag, piece) in enumerate(zip(etags, slices), start=1))
+            f"</ETag><ChecksumCRC32C>{crc}</ChecksumCRC32C></Part>"
+            for n, (etag, crc) in enumerate(zip(etags, checksums), start=1))
         xml = (f'<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
                f"{body}</CompleteMultipartUpload>").encode()
         complete_headers: tuple[str, ...] = ("Content-Type: application/xml",)
