@@ -18,8 +18,9 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # Reinstall when the package definition or native sources change.
-$(STAMP): $(PY) pyproject.toml setup.py build.py $(shell find native s3dlio -name '*.[ch]' 2>/dev/null)
+$(STAMP): $(PY) pyproject.toml setup.py build.py scripts/setup-node-tools.sh $(shell find native s3dlio -name '*.[ch]' 2>/dev/null)
 	bash scripts/setup-system.sh
+	bash scripts/setup-node-tools.sh
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 

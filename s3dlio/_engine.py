@@ -27,6 +27,8 @@ F_DIRECT = lib.S3DL_F_DIRECT
 F_FSYNC = lib.S3DL_F_FSYNC
 F_CREATE_ONLY = lib.S3DL_F_CREATE_ONLY
 F_MKDIRS = lib.S3DL_F_MKDIRS
+F_KEEP_HEADERS = lib.S3DL_F_KEEP_HEADERS
+F_ACCEPT_3XX = lib.S3DL_F_ACCEPT_3XX
 LENGTH_TO_END = lib.S3DL_LENGTH_TO_END
 
 DEFAULT_MAX_IN_FLIGHT = 64
@@ -101,6 +103,27 @@ class Request:
     client: Any = None
     headers: tuple = ()
     dest: Optional[tuple[int, int]] = None  # (address, capacity) of caller memory for a GET
+
+
+@dataclass
+class Response:
+    """An HTTP response's status line and headers (names lowercased; the
+    last of repeated headers wins)."""
+
+    status: int
+    headers: dict[str, str]
+
+    @classmethod
+    def parse(cls, block: str) -> "Response":
+        lines = block.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        return cls(status, headers)
 
 
 class Batch:
@@ -200,6 +223,16 @@ class Batch:
             return None
         return out
 
+    def response_headers(self, index: int) -> Optional["Response"]:
+        """The final response's status and headers of an item added with
+        F_KEEP_HEADERS, or None."""
+        out = ffi.new("const char **")
+        size = ffi.new("size_t *")
+        if lib.s3dl_batch_response_headers(self.ptr, index, out, size) != lib.S3DL_OK \
+                or out[0] == ffi.NULL:
+            return None
+        return Response.parse(ffi.unpack(out[0], size[0]).decode("latin-1"))
+
     def _detail(self, index: int) -> Any:
         out = ffi.new("s3dl_detail *")
         if lib.s3dl_batch_detail(self.ptr, index, out) != lib.S3DL_OK:
@@ -258,6 +291,10 @@ class Results:
     def stat(self, index: int) -> Any:
         batch, j = self._where[index]
         return batch.stat(j)
+
+    def response_headers(self, index: int) -> Optional[Response]:
+        batch, j = self._where[index]
+        return batch.response_headers(j)
 
     def free(self) -> None:
         for batch in self._batches:

@@ -1,9 +1,10 @@
 """The public storage functions.  Each validates its URIs (``uri``), routes
 by scheme, and runs its work as one native batch (``_engine``).
 
-``file://``, ``direct://`` and ``s3://`` are served; ``gs://`` and ``az://``
-raise :class:`~s3dlio.errors.UnsupportedError` until their backends land.  Behaviour where the API guide is vague is written down
-in ``docs/api.md``."""
+``file://`` and ``direct://`` (local disks), ``s3://``, ``gs://`` (alias
+``gcs://``) and ``az://`` are served; each object store's URLs and replies
+live in its own module (``s3_client``, ``gcs_store``, ``azure_store``).
+Behaviour where the API guide is vague is written down in ``docs/api.md``."""
 from __future__ import annotations
 
 import builtins
@@ -13,11 +14,12 @@ import os
 import re
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
-from . import _engine, s3_client, s3_multipart, size_cache
+from . import _engine, azure_store, gcs_store, s3_client, s3_multipart, size_cache
 from . import _local as _localfs
 from ._native import ffi, lib
 from ._bytesview import BytesView, from_bytes, wrap_many
 from ._engine import Request
+from ._steps import Steps, drive
 from .errors import (InvalidArgumentError, InvalidRangeError, IsADirectoryError, NotFoundError,
                      PermissionDeniedError, S3dlioError, UnsupportedError, error_for_status,
                      error_from_oserror)
@@ -31,7 +33,7 @@ _list = builtins.list  # `list` is one of our function names
 
 # ---- routing ---------------------------------------------------------------
 
-_SERVED_SCHEMES = ("file", "direct", "s3")
+_SERVED_SCHEMES = ("file", "direct", "s3", "gs", "az")
 
 
 def _route(uri: Union[str, ParsedURI], *, require_key: bool = True) -> ParsedURI:
@@ -55,6 +57,13 @@ def _request(op: int, parsed: ParsedURI, *, offset: int = 0,
             flags |= _engine.F_DIRECT
         return Request(op, parsed.raw, parsed.path or "", offset=offset, length=length,
                        data=data, flags=flags, headers=headers)
+    if parsed.scheme == "gs":
+        return gcs_store.object_request(op, parsed, offset=offset, length=length, data=data,
+                                        flags=flags, headers=headers,
+                                        client=gcs_store.current())
+    if parsed.scheme == "az":
+        return azure_store.object_request(op, parsed, offset=offset, length=length, data=data,
+                                          flags=flags, headers=headers)
     client = client or s3_client.current()
     if flags & _engine.F_CREATE_ONLY:
         headers = headers + ("If-None-Match: *",)
@@ -137,7 +146,7 @@ def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAUL
         results.free()
     for i in large:
         try:
-            s3_multipart.upload(*_multipart_args(requests[i]))
+            drive(_large_steps(requests[i], overwrite), 16)
         except S3dlioError as exc:
             errors[i] = exc
     if errors:
@@ -164,10 +173,16 @@ def _split_multipart(requests: Sequence[Request]) -> tuple[List[int], List[int]]
     return [i for i in range(len(requests)) if i not in chosen], large
 
 
-def _multipart_args(req: Request) -> tuple[ParsedURI, Any, tuple, bool]:
-    create_only = "If-None-Match: *" in req.headers
+def _large_steps(req: Request, overwrite: bool) -> Steps:
+    """The multi-request upload of one large PUT: S3 multipart, a GCS
+    resumable session or Azure blocks."""
+    parsed = parse_uri(req.uri)
+    if parsed.scheme == "gs":
+        return gcs_store.resumable_steps(parsed, req.data, (), not overwrite)
+    if parsed.scheme == "az":
+        return azure_store.block_steps(parsed, req.data, (), not overwrite)
     headers = tuple(h for h in req.headers if h != "If-None-Match: *")
-    return parse_uri(req.uri), req.data, headers, create_only
+    return s3_multipart._steps(parsed, req.data, headers, not overwrite)
 
 
 def _errors_by_index(results: _engine.Results, statuses: Sequence[int],
@@ -182,7 +197,7 @@ def get(uri: str) -> BytesView:
     get_many_stats) and at least S3DLIO_RANGE_THRESHOLD (64 MiB) arrives as
     parallel ranged GETs written straight into one buffer."""
     parsed = _route(uri)
-    if not parsed.is_local:
+    if parsed.scheme == "s3":
         known = size_cache.lookup(parsed.raw)
         # Split only when the ETag can pin every range to one version.
         if known is not None and known[1] and known[0] >= _range_threshold():
@@ -401,7 +416,16 @@ def stat_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -
 def _stat_results(batch: _engine.Results, statuses: Sequence[int],
                   views: Sequence[BytesView]) -> List[dict]:
     batch.raise_first(statuses)
-    out = [_stat_dict(parse_uri(req.uri), batch.stat(i)) for i, req in enumerate(batch.requests)]
+    out = []
+    for i, req in enumerate(batch.requests):
+        parsed = parse_uri(req.uri)
+        if parsed.scheme == "gs":  # metadata is a JSON document, not headers
+            out.append(gcs_store.stat_from_json(gcs_store.parse_json(bytes(views[i]), req.uri),
+                                                req.uri))
+        else:
+            out.append(_stat_dict(parsed, batch.stat(i)))
+    for view in views:
+        view.release()
     batch.free()
     for req, meta in zip(batch.requests, out):
         if req.client is not None:
@@ -452,7 +476,7 @@ def delete(uri: str, recursive: bool = False) -> None:
     batch, statuses, views = _engine.run(requests, DEFAULT_MAX_IN_FLIGHT)
     # A missing object is success; a missing bucket is not.
     statuses = [lib.S3DL_OK if s == lib.S3DL_E_NOT_FOUND
-                and batch.error(i, s).code != "NoSuchBucket" else s
+                and batch.error(i, s).code not in ("NoSuchBucket", "ContainerNotFound") else s
                 for i, s in enumerate(statuses)]
     batch.raise_first(statuses)
     batch.free()
@@ -505,8 +529,8 @@ def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> Lis
     matched against the key relative to the listed directory (or its base
     name when the pattern has no ``/``)."""
     parsed = _route(uri, require_key=False)
-    if parsed.scheme == "s3":
-        selected = _s3_list(parsed, recursive)
+    if not parsed.is_local:
+        selected = _remote_list(parsed, recursive)
     else:
         selected = [f"{parsed.scheme}://{p}" for p in _localfs.list_paths(parsed, recursive)]
     base = relative_base(parsed)
@@ -515,40 +539,59 @@ def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> Lis
                                       pattern)]
 
 
-def _s3_list(parsed: ParsedURI, recursive: bool) -> List[str]:
-    """ListObjectsV2, page by page, with the same exact selection as local
+#: One listing page: objects as (key, size, etag), and common prefixes.
+ListPage = tuple[Sequence[tuple[str, int, Optional[str]]], Sequence[str]]
+
+
+def _list_pages(parsed: ParsedURI, prefix: str, delimiter: Optional[str]) -> Iterable[ListPage]:
+    """Pages of ``(objects as (key, size, etag), common prefixes)``."""
+    if parsed.scheme == "gs":
+        return gcs_store.list_pages(parsed, prefix, delimiter)
+    if parsed.scheme == "az":
+        return azure_store.list_pages(parsed, prefix, delimiter)
+    return _s3_list_pages(parsed, prefix, delimiter)
+
+
+def _s3_list_pages(parsed: ParsedURI, prefix: str,
+                   delimiter: Optional[str]) -> Iterable[ListPage]:
+    """ListObjectsV2, page by page."""
+    client = s3_client.current()
+    token: Optional[str] = None
+    for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
+        url = s3_client.list_page_url(client, parsed.bucket, prefix, token, delimiter)
+        batch, view = _run_single(Request(_engine.OP_GET, parsed.raw, url,
+                                          client=client.handle))
+        try:
+            objects, common, token = s3_client.parse_list_page(bytes(view), parsed.raw)
+        finally:
+            view.release()
+            batch.free()
+        yield objects, common
+        if token is None:
+            return
+
+
+def _remote_list(parsed: ParsedURI, recursive: bool) -> List[str]:
+    """An object store's listing with the same exact selection as local
     listings: a key ending in '/' (or empty) lists under it; any other key
     selects that object and what lies under key + '/'."""
-    client = s3_client.current()
     key = parsed.key
     exact = bool(key) and not key.endswith("/")
     prefixes = [key + "/"] if exact else [key]
     out: List[str] = []
     if exact:
-        out.extend(_s3_exact_object(parsed))
+        out.extend(_exact_object(parsed))
     for prefix in prefixes:
-        token: Optional[str] = None
-        for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
-            url = s3_client.list_page_url(client, parsed.bucket, prefix, token,
-                                          None if recursive else "/")
-            batch, view = _run_single(Request(_engine.OP_GET, parsed.raw, url,
-                                              client=client.handle))
-            try:
-                objects, common, token = s3_client.parse_list_page(bytes(view), parsed.raw)
-            finally:
-                view.release()
-                batch.free()
+        for objects, common in _list_pages(parsed, prefix, None if recursive else "/"):
             for key, size, etag in objects:
                 uri = parsed.with_key(key)
                 size_cache.remember(uri, size, etag)
                 out.append(uri)
             out.extend(parsed.with_key(p) for p in common)
-            if token is None:
-                break
     return sorted(out)
 
 
-def _s3_exact_object(parsed: ParsedURI) -> List[str]:
+def _exact_object(parsed: ParsedURI) -> List[str]:
     try:
         stat(parsed.raw)
         return [parsed.raw]
@@ -582,59 +625,137 @@ def mkdir(uri: str) -> None:
         raise error_from_oserror(exc, parsed.raw) from exc
 
 
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RULES = {
+    "s3": (re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+           "3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"),
+    "gs": (re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"),
+           "3-222 characters of a-z, 0-9, '.', '_' and '-', starting and ending with a letter "
+           "or digit"),
+    "az": (re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$"),
+           "3-63 characters of a-z, 0-9 and single '-', starting and ending with a letter or "
+           "digit"),
+}
+
+
+def _bucket_target(bucket: str) -> tuple[str, str, str]:
+    """``(scheme, account, name)`` for "name" or "s3://name[/]" (S3),
+    "gs://name" / "gcs://name" (GCS) or "az://account/container" (Azure),
+    checked against the service's naming rules."""
+    if not isinstance(bucket, str):
+        raise InvalidArgumentError(f"bucket must be a str, not {type(bucket).__name__}",
+                                   code="InvalidBucketName")
+    scheme, sep, rest = bucket.partition("://")
+    if not sep:
+        scheme, rest = "s3", bucket
+    scheme = {"gcs": "gs"}.get(scheme.lower(), scheme.lower())
+    rest = rest.rstrip("/")
+    account = ""
+    if scheme == "az":
+        account, _, rest = rest.partition("/")
+    rule = _BUCKET_RULES.get(scheme)
+    if rule is None:
+        raise InvalidArgumentError(f"buckets exist on s3://, gs:// and az:// only: {bucket}",
+                                   uri=bucket, code="InvalidBucketName")
+    pattern, why = rule
+    if (not pattern.match(rest) or ".." in rest or re.match(r"^\d+\.\d+\.\d+\.\d+$", rest)
+            or (scheme == "az" and not account)):
+        shown = f"{account}/{rest}" if scheme == "az" else rest
+        raise InvalidArgumentError(f"invalid bucket name {shown!r}: {why}"
+                                   + (" (az://account/container)" if scheme == "az" else ""),
+                                   uri=f"{scheme}://{shown}", code="InvalidBucketName")
+    return scheme, account, rest
 
 
 def _bucket_name(bucket: str) -> str:
-    """Accepts "name" or "s3://name[/]" and checks S3's naming rules."""
-    name = bucket[len("s3://"):].rstrip("/") if bucket.startswith("s3://") else bucket
-    if not _BUCKET_NAME.match(name) or ".." in name or re.match(r"^\d+\.\d+\.\d+\.\d+$", name):
-        raise InvalidArgumentError(
-            f"invalid bucket name {name!r}: 3-63 characters of a-z, 0-9, '.' and '-', "
-            "starting and ending with a letter or digit", uri=f"s3://{name}",
-            code="InvalidBucketName")
+    """An S3 bucket name from "name" or "s3://name[/]"."""
+    scheme, _, name = _bucket_target(bucket)
+    if scheme != "s3":
+        raise InvalidArgumentError(f"not an S3 bucket: {bucket}", uri=bucket,
+                                   code="InvalidBucketName")
     return name
 
 
+def _run_one(req: Request) -> tuple[int, _engine.Results]:
+    results, statuses, views = _engine.run([req], 1)
+    for view in views:
+        view.release()
+    return statuses[0], results
+
+
 def create_bucket(bucket: str) -> None:
-    """Creates an S3 bucket (in the configured region).  Creating a bucket
-    you already own succeeds; one owned by someone else raises
+    """Creates a bucket: ``"name"`` or ``"s3://name"`` (S3, in the
+    configured region), ``"gs://name"`` (GCS, in the configured project) or
+    ``"az://account/container"`` (an Azure container).  Creating one you
+    already own succeeds; a name taken by someone else raises
     AlreadyExistsError."""
-    name = _bucket_name(bucket)
-    client = s3_client.current()
-    body = s3_client.create_bucket_body(client.settings.region)
-    req = Request(_engine.OP_PUT, f"s3://{name}", client.bucket_url(name), data=body,
-                  client=client.handle)
-    batch, statuses, views = _engine.run([req], 1)
+    scheme, account, name = _bucket_target(bucket)
+    if scheme == "gs":
+        req = gcs_store.bucket_create_request(name)
+    elif scheme == "az":
+        req = azure_store.container_request(_engine.OP_PUT, account, name)
+    else:
+        client = s3_client.current()
+        req = Request(_engine.OP_PUT, f"s3://{name}", client.bucket_url(name),
+                      data=s3_client.create_bucket_body(client.settings.region),
+                      client=client.handle)
+    status, results = _run_one(req)
     try:
-        if statuses[0] != lib.S3DL_OK:
-            err = batch.error(0, statuses[0])
-            if err.code != "BucketAlreadyOwnedByYou":
-                raise err
+        if status == lib.S3DL_OK:
+            return
+        err = results.error(0, status)
+        if err.code in ("BucketAlreadyOwnedByYou", "ContainerAlreadyExists"):
+            return  # an Azure account's containers are all the caller's
+        if scheme == "gs" and status == lib.S3DL_E_EXISTS and _gcs_bucket_readable(name):
+            return  # GCS says 409 for both; a bucket we can read is ours
+        raise err
     finally:
-        batch.free()
+        results.free()
+
+
+def _gcs_bucket_readable(name: str) -> bool:
+    status, results = _run_one(gcs_store.bucket_request(_engine.OP_GET, name))
+    results.free()
+    return status == lib.S3DL_OK
 
 
 def delete_bucket(bucket: str) -> None:
-    """Deletes an empty S3 bucket."""
-    name = _bucket_name(bucket)
-    client = s3_client.current()
-    req = Request(_engine.OP_DELETE, f"s3://{name}", client.bucket_url(name),
-                  client=client.handle)
-    batch, statuses, views = _engine.run([req], 1)
-    batch.raise_first(statuses)
-    batch.free()
+    """Deletes an empty bucket (forms as for :func:`create_bucket`).  A
+    bucket that still holds objects raises, on every store: Azure would
+    delete a container's blobs with it, so its emptiness is checked first."""
+    scheme, account, name = _bucket_target(bucket)
+    if scheme == "gs":
+        req = gcs_store.bucket_request(_engine.OP_DELETE, name)
+    elif scheme == "az":
+        parsed = parse_uri(f"az://{account}/{name}/", require_key=False)
+        first_page = next(iter(azure_store.list_pages(parsed, "", None, max_results=1)))
+        if first_page[0]:
+            raise S3dlioError(f"container is not empty: az://{account}/{name}",
+                              uri=f"az://{account}/{name}", code="BucketNotEmpty")
+        req = azure_store.container_request(_engine.OP_DELETE, account, name)
+    else:
+        client = s3_client.current()
+        req = Request(_engine.OP_DELETE, f"s3://{name}", client.bucket_url(name),
+                      client=client.handle)
+    status, results = _run_one(req)
+    try:
+        results.raise_first([status])
+    finally:
+        results.free()
 
 
 def presign(uri: str, method: str = "GET", expires: int = 3600) -> str:
-    """A presigned URL for ``uri`` (SigV4 query signing) that lets anyone
-    holding it perform ``method`` for ``expires`` seconds (1 to 604,800)."""
+    """A presigned URL for ``uri`` that lets anyone holding it perform
+    ``method`` for ``expires`` seconds (1 to 604,800): SigV4 query signing
+    on S3, a V4 signed URL on GCS (needs a service account)."""
     parsed = _route(uri)
-    if parsed.scheme != "s3":
-        raise UnsupportedError(f"presign needs an s3:// URI: {uri}", uri=uri)
     if not isinstance(expires, int) or not 1 <= expires <= 604800:
         raise InvalidArgumentError(f"expires must be 1..604800 seconds, got {expires!r}",
                                    uri=uri)
+    if parsed.scheme == "gs":
+        from . import gcs_sign
+        return gcs_sign.presign_gcs(parsed.bucket, parsed.key, method.upper(), expires)
+    if parsed.scheme != "s3":
+        raise UnsupportedError(f"presign needs an s3:// or gs:// URI: {uri}", uri=uri)
     client = s3_client.current()
     if client.settings.credentials is None:
         raise PermissionDeniedError(f"presign needs AWS credentials; none are configured: {uri}",

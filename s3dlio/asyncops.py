@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from . import _engine, s3_multipart
+from . import _engine
+from ._steps import drive_async
 from ._bytesview import BytesView
 from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
-                  _errors_by_index, _get_requests, _into_request, _into_result, _multipart_args,
+                  _errors_by_index, _get_requests, _into_request, _into_result, _large_steps,
                   _prepare_puts,
                   _range_request, _stat_requests, _stat_results)
 from .errors import InvalidRangeError, IsADirectoryError, NotFoundError, S3dlioError
@@ -32,7 +33,7 @@ async def put_many_async(items: Sequence[tuple[str, BytesLike]],
         results.free()
     for i in large:
         try:
-            await s3_multipart.upload_async(*_multipart_args(requests[i]))
+            await drive_async(_large_steps(requests[i], overwrite), 16)
         except S3dlioError as exc:
             errors[i] = exc
     if errors:

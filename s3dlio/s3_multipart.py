@@ -7,11 +7,12 @@ synchronously and ``upload_async`` from an event loop."""
 from __future__ import annotations
 
 import os
-from typing import Any, Generator, List
+from typing import Any
 from xml.sax.saxutils import escape
 
 from . import _engine, s3_client
 from ._engine import Request
+from ._steps import Steps, drive, drive_async
 from ._native import ffi, lib
 from .errors import S3dlioError, StorageIOError
 from .uri import ParsedURI
@@ -45,9 +46,6 @@ def _crc32c_b64(view: memoryview) -> str:
     import base64
     crc = lib.s3dl_crc32c(0, ffi.from_buffer(view), len(view))
     return base64.b64encode(crc.to_bytes(4, "big")).decode()
-
-
-Steps = Generator[List[Request], _engine.Results, str]
 
 
 def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
@@ -126,35 +124,13 @@ def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> S
 def upload(parsed: ParsedURI, data: Any, headers: tuple = (), create_only: bool = False,
            max_in_flight: int = 16) -> str:
     """Uploads ``data`` to ``parsed`` in parts; returns the ETag."""
-    steps = _steps(parsed, data, headers, create_only)
-    requests = next(steps)
-    while True:
-        try:
-            results, _, _ = _engine.run(requests, max_in_flight)
-        except BaseException as exc:
-            requests = steps.throw(exc)  # the generator aborts, then re-raises
-            continue
-        try:
-            requests = steps.send(results)
-        except StopIteration as done:
-            return done.value
+    return drive(_steps(parsed, data, headers, create_only), max_in_flight)
 
 
 async def upload_async(parsed: ParsedURI, data: Any, headers: tuple = (),
                        create_only: bool = False, max_in_flight: int = 16) -> str:
     """:func:`upload` for an event loop."""
-    steps = _steps(parsed, data, headers, create_only)
-    requests = next(steps)
-    while True:
-        try:
-            results, _, _ = await _engine.run_async(requests, max_in_flight)
-        except BaseException as exc:
-            requests = steps.throw(exc)
-            continue
-        try:
-            requests = steps.send(results)
-        except StopIteration as done:
-            return done.value
+    return await drive_async(_steps(parsed, data, headers, create_only), max_in_flight)
 
 
 __all__ = ["upload", "upload_async", "threshold", "part_size_for", "S3dlioError"]

@@ -55,13 +55,54 @@ def moto_s3():
         s3.stop()
 
 
-@pytest.fixture(params=["file", "direct", "s3"])
-def backend(request, tmp_path) -> Backend:
-    if request.param == "s3":
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory):
+    """One fake-gcs-server for the session; STORAGE_EMULATOR_HOST points
+    s3dlio (and google-cloud-storage) at it."""
+    from servers import fake_gcs as server
+    try:
+        serving = server.serving(tmp_path_factory.mktemp("gcs"))
+        running = serving.__enter__()
+    except server.Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield running
+    finally:
+        serving.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """One Azurite blob server for the session (SharedKey always checked),
+    with the development account's name, key and endpoint in the environment."""
+    from servers import azurite as server
+    with server.serving(tmp_path_factory.mktemp("azurite")) as running:
+        yield running
+
+
+def _object_store_backend(request, name: str) -> Backend:
+    unique = f"t-{uuid.uuid4().hex[:12]}"
+    if name == "s3":
         request.getfixturevalue("moto_s3")
-        bucket = f"t-{uuid.uuid4().hex[:12]}"
-        s3dlio.create_bucket(bucket)
-        return Backend("s3", f"s3://{bucket}/")
+        s3dlio.create_bucket(unique)
+        return Backend("s3", f"s3://{unique}/")
+    if name == "gs":
+        request.getfixturevalue("fake_gcs")
+        s3dlio.create_bucket(f"gs://{unique}")
+        return Backend("gs", f"gs://{unique}/")
+    request.getfixturevalue("azurite")
+    from servers.azurite import ACCOUNT
+    s3dlio.create_bucket(f"az://{ACCOUNT}/{unique}")
+    return Backend("az", f"az://{ACCOUNT}/{unique}/")
+
+
+OBJECT_STORES = ("s3", "gs", "az")
+
+
+@pytest.fixture(params=["file", "direct", *OBJECT_STORES])
+def backend(request, tmp_path) -> Backend:
+    if request.param in OBJECT_STORES:
+        return _object_store_backend(request, request.param)
     root = tmp_path / f"store-{uuid.uuid4().hex[:8]}"
     root.mkdir()
     return Backend(request.param, f"{request.param}://{root}/")
@@ -70,7 +111,7 @@ def backend(request, tmp_path) -> Backend:
 @pytest.fixture
 def local_backend(backend) -> Backend:
     """The conformance backends that are file systems."""
-    if backend.name == "s3":
+    if backend.name in OBJECT_STORES:
         pytest.skip("file-system behaviour; object stores have no directories or inodes")
     return backend
 

@@ -168,6 +168,11 @@ typedef enum s3dl_op {
 #define S3DL_F_FSYNC 0x4u       /* PUT: fsync file and directory before returning */
 #define S3DL_F_CREATE_ONLY 0x8u /* PUT: fail with S3DL_E_EXISTS if the target exists */
 #define S3DL_F_MKDIRS 0x10u     /* PUT: create missing parent directories */
+#define S3DL_F_KEEP_HEADERS 0x20u /* HTTP: keep the final response's header block
+                                   * (s3dl_batch_response_headers) */
+#define S3DL_F_ACCEPT_3XX 0x40u /* HTTP: a 3xx answer completes the item successfully
+                                 * (resumable uploads answer 308); redirects are
+                                 * never followed either way */
 
 /* A length meaning "to the end of the object". */
 #define S3DL_LENGTH_TO_END 0xffffffffffffffffull
@@ -254,6 +259,14 @@ S3DL_API s3dl_status s3dl_batch_take_results(s3dl_batch *batch, size_t count,
                                              s3dl_status *statuses, void **allocs,
                                              uint8_t **datas, uint64_t *lens);
 
+/* After completion of an item added with S3DL_F_KEEP_HEADERS: *out points
+ * at the raw header block of its final response (status line first, lines
+ * ending in CRLF, capped at 16 KiB) and *len receives its length.  The
+ * block stays owned by the batch until s3dl_batch_free().  An item without
+ * the flag, or that got no response, yields *out = NULL and *len = 0. */
+S3DL_API s3dl_status s3dl_batch_response_headers(const s3dl_batch *batch, size_t index,
+                                                 const char **out, size_t *len);
+
 /* Per-request failure detail, filled for the caller (strings NUL-terminated,
  * truncated to fit). */
 typedef struct s3dl_detail {
@@ -311,9 +324,28 @@ typedef enum s3dl_client_option {
                                         * UNSIGNED-PAYLOAD (TLS protects the body) */
     S3DL_CLIENT_LOW_SPEED_TIMEOUT_MS = 12,/* int: abort an attempt moving < 1 byte/s this
                                         * long; default 30000 */
-    S3DL_CLIENT_CHECKSUM = 13          /* int: S3DL_CHECKSUM_* for PUT bodies and GET
+    S3DL_CLIENT_CHECKSUM = 13,         /* int: S3DL_CHECKSUM_* for PUT bodies and GET
                                         * verification; default CRC32C */
+    S3DL_CLIENT_DIALECT = 14           /* int: S3DL_DIALECT_*; default S3 */
 } s3dl_client_option;
+
+/* Which service a client talks to (S3DL_CLIENT_DIALECT).  It decides the
+ * integrity headers and how error bodies are read:
+ * - S3: SigV4 when credentials are set; x-amz-checksum-* as described below.
+ * - GCS: no signing and no added headers (the caller adds "Authorization:
+ *   Bearer ..." and x-goog-hash on uploads, which only it can place: a
+ *   resumable upload sends the whole object's hash with the last chunk);
+ *   unless the checksum mode is NONE, whole-object GETs are checked against
+ *   the x-goog-hash crc32c the server returns; JSON error bodies
+ *   ({"error": {...}}) are read for their reason and message.
+ * - AZURE: no signing and no added headers (SharedKey signs the headers, so
+ *   the caller supplies every signed one, x-ms-range for ranges included);
+ *   whole-blob GETs are checked against the Content-MD5 the service returns
+ *   unless the checksum mode is NONE; x-ms-error-code names the error when
+ *   there is no body (HEAD). */
+#define S3DL_DIALECT_S3 0
+#define S3DL_DIALECT_GCS 1
+#define S3DL_DIALECT_AZURE 2
 
 /* Integrity of bodies (S3DL_CLIENT_CHECKSUM).  With CRC32C, PUTs carry
  * x-amz-checksum-crc32c and whole-object GETs ask for the stored checksum

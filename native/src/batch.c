@@ -162,6 +162,7 @@ static void release_item(struct s3dl_item *item)
     free(item->alloc);
     free(item->stat);
     free(item->detail);
+    free(item->response_headers);
     memset(item, 0, sizeof(*item));
 }
 
@@ -404,6 +405,19 @@ s3dl_status s3dl_batch_stat(const s3dl_batch *b, size_t index, s3dl_stat *out)
     if (!item->stat)
         return item->status == S3DL_OK ? S3DL_E_STATE : item->status;
     *out = *item->stat;
+    return S3DL_OK;
+}
+
+s3dl_status s3dl_batch_response_headers(const s3dl_batch *b, size_t index, const char **out,
+                                        size_t *len)
+{
+    if (!b || !out || !len || index >= b->count)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (!batch_is_done(b))
+        return S3DL_E_STATE;
+    const struct s3dl_item *item = &b->items[index];
+    *out = item->response_headers;
+    *len = item->response_headers ? item->response_headers_len : 0;
     return S3DL_OK;
 }
 

@@ -28,6 +28,8 @@ struct s3dl_item {
     uint64_t result_len;
     s3dl_stat *stat;        /* allocated for STAT and GET results */
     s3dl_detail *detail;    /* allocated only on failure */
+    char *response_headers; /* S3DL_F_KEEP_HEADERS: the final response's header block */
+    size_t response_headers_len;
 
     /* HTTP only. */
     int is_http;

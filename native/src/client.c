@@ -131,6 +131,10 @@ s3dl_status s3dl_client_setopt_int(s3dl_client *c, s3dl_client_option option, in
         if (value < S3DL_CHECKSUM_NONE || value > S3DL_CHECKSUM_CONTENT_MD5) st = S3DL_E_INVALID_ARGUMENT;
         else c->checksum = (int)value;
         break;
+    case S3DL_CLIENT_DIALECT:
+        if (value < S3DL_DIALECT_S3 || value > S3DL_DIALECT_AZURE) st = S3DL_E_INVALID_ARGUMENT;
+        else c->dialect = (int)value;
+        break;
     case S3DL_CLIENT_MAX_ATTEMPTS:
         if (value < 1 || value > 100) st = S3DL_E_INVALID_ARGUMENT;
         else c->max_attempts = (int)value;
@@ -168,7 +172,7 @@ s3dl_status client_freeze(struct s3dl_client *c)
     s3dl_status st = S3DL_OK;
     pthread_mutex_lock(&c->mutex);
     if (!c->frozen) {
-        if (c->access_key && c->secret_key) {
+        if (c->access_key && c->secret_key && c->dialect == S3DL_DIALECT_S3) {
             if (sigv4_signer_init(&c->signer, c->access_key, c->secret_key, c->session_token,
                                   c->region ? c->region : "us-east-1",
                                   c->service ? c->service : "s3", 0) != 0)

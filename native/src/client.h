@@ -27,6 +27,7 @@ struct s3dl_client {
     int max_attempts;
     int signed_payload;
     int checksum;            /* S3DL_CHECKSUM_* */
+    int dialect;             /* S3DL_DIALECT_* */
     int can_sign;            /* credentials present: signer is ready */
     struct sigv4_signer signer;
     /* Retry budget (token bucket), engine thread only. */

@@ -55,9 +55,16 @@ struct http_transfer {
     char content_type[128];
     char request_id[128];
     char last_modified[64];
-    char checksum_crc32c[64];   /* x-amz-checksum-crc32c of the response */
+    char checksum_crc32c[64];   /* x-amz-checksum-crc32c or x-goog-hash crc32c */
+    char content_md5[64];       /* Content-MD5 of the response (Azure) */
+    char ms_error_code[64];     /* x-ms-error-code: Azure's code when there is no body */
     int checksum_mismatch;
+    int dialect;                /* the client's S3DL_DIALECT_* */
+    char *header_block;         /* S3DL_F_KEEP_HEADERS: raw lines of the last response */
+    size_t header_block_len;
 };
+
+#define HEADER_BLOCK_CAP (16u * 1024)
 
 /* ---- engine ----------------------------------------------------------- */
 
@@ -125,6 +132,7 @@ static void transfer_free(struct http_engine *http, struct http_transfer *t)
     if (!t->borrowed)
         free(t->buf);
     free(t->err);
+    free(t->header_block);
     free(t);
 }
 
@@ -157,6 +165,36 @@ static int header_is(const char *line, size_t len, const char *name, const char 
     return 1;
 }
 
+/* Appends one raw header line to the kept block, if the item asked for
+ * it; lines past the cap are dropped (the block stays well-formed). */
+static void keep_header_line(struct http_transfer *t, const char *line, size_t len)
+{
+    if (!(t->item->flags & S3DL_F_KEEP_HEADERS))
+        return;
+    if (!t->header_block && !(t->header_block = malloc(HEADER_BLOCK_CAP)))
+        return;
+    if (len > HEADER_BLOCK_CAP - t->header_block_len)
+        return;
+    memcpy(t->header_block + t->header_block_len, line, len);
+    t->header_block_len += len;
+}
+
+/* Copies the base64 value of `crc32c=` out of an x-goog-hash header value
+ * ("crc32c=AAAAAA==,md5=..."); the server may also send one hash per
+ * header line. */
+static void goog_hash_crc32c(char *dst, size_t cap, const char *v, size_t vl)
+{
+    for (size_t i = 0; i + 7 <= vl; i++) {
+        if ((i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') && strncasecmp(v + i, "crc32c=", 7) == 0) {
+            size_t start = i + 7, end = start;
+            while (end < vl && v[end] != ',' && v[end] != ' ' && v[end] != '\r' && v[end] != '\n')
+                end++;
+            copy_trimmed(dst, cap, v + start, end - start);
+            return;
+        }
+    }
+}
+
 static size_t on_header(char *line, size_t size, size_t count, void *userdata)
 {
     struct http_transfer *t = userdata;
@@ -166,10 +204,13 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
         t->have_length = t->have_total = 0;
         t->headers_complete = 0;
         t->etag[0] = t->content_type[0] = t->request_id[0] = t->last_modified[0] = '\0';
-        t->checksum_crc32c[0] = '\0';
+        t->checksum_crc32c[0] = t->content_md5[0] = t->ms_error_code[0] = '\0';
         t->retry_after_ms = 0;
+        t->header_block_len = 0;
+        keep_header_line(t, line, len);
         return len;
     }
+    keep_header_line(t, line, len);
     if ((len == 2 && line[0] == '\r' && line[1] == '\n') || (len == 1 && line[0] == '\n')) {
         t->headers_complete = 1;
         return len;
@@ -206,8 +247,15 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
         copy_trimmed(t->content_type, sizeof(t->content_type), v, vl);
     } else if (header_is(line, len, "last-modified", &v, &vl)) {
         copy_trimmed(t->last_modified, sizeof(t->last_modified), v, vl);
-    } else if (header_is(line, len, "x-amz-checksum-crc32c", &v, &vl)) {
+    } else if (t->dialect == S3DL_DIALECT_S3 &&
+               header_is(line, len, "x-amz-checksum-crc32c", &v, &vl)) {
         copy_trimmed(t->checksum_crc32c, sizeof(t->checksum_crc32c), v, vl);
+    } else if (t->dialect == S3DL_DIALECT_GCS && header_is(line, len, "x-goog-hash", &v, &vl)) {
+        goog_hash_crc32c(t->checksum_crc32c, sizeof(t->checksum_crc32c), v, vl);
+    } else if (t->dialect == S3DL_DIALECT_AZURE && header_is(line, len, "content-md5", &v, &vl)) {
+        copy_trimmed(t->content_md5, sizeof(t->content_md5), v, vl);
+    } else if (header_is(line, len, "x-ms-error-code", &v, &vl)) {
+        copy_trimmed(t->ms_error_code, sizeof(t->ms_error_code), v, vl);
     } else if (header_is(line, len, "x-amz-request-id", &v, &vl) ||
                header_is(line, len, "x-ms-request-id", &v, &vl) ||
                header_is(line, len, "x-guploader-uploadid", &v, &vl)) {
@@ -351,7 +399,10 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
         h = append(h, item->headers[i], &failed);
     char range[96];
     range[0] = '\0';
-    if (item->op == S3DL_OP_GET && (item->flags & S3DL_F_RANGE)) {
+    /* An Azure caller signs its own x-ms-range; a second Range would
+     * change what the signature covers. */
+    if (item->op == S3DL_OP_GET && (item->flags & S3DL_F_RANGE) &&
+        !has_header(item, "Range") && !has_header(item, "x-ms-range")) {
         if (item->length == 0) {
             curl_slist_free_all(h);
             return S3DL_E_INVALID_ARGUMENT; /* HTTP cannot express an empty range */
@@ -366,11 +417,15 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
         h = append(h, range, &failed);
     }
     int has_body = item->op == S3DL_OP_PUT || item->op == S3DL_OP_POST;
+    /* libcurl would send a form type with a body; SharedKey (Azure) signs
+     * Content-Type, so there the caller's choice stands, even none. */
     if (has_body && !has_header(item, "Content-Type"))
-        h = append(h, "Content-Type: application/octet-stream", &failed);
+        h = append(h, client->dialect == S3DL_DIALECT_AZURE ? "Content-Type:"
+                                                            : "Content-Type: application/octet-stream",
+                   &failed);
     char checksum_line[96];
-    if (item->op == S3DL_OP_PUT && !has_header(item, "x-amz-checksum-crc32c") &&
-        !has_header(item, "Content-MD5")) {
+    if (item->op == S3DL_OP_PUT && client->dialect == S3DL_DIALECT_S3 &&
+        !has_header(item, "x-amz-checksum-crc32c") && !has_header(item, "Content-MD5")) {
         checksum_line[0] = '\0';
         if (client->checksum == S3DL_CHECKSUM_CRC32C) {
             uint32_t crc = s3dl_crc32c(0, item->data, item->data_len);
@@ -394,7 +449,7 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
             h = append(h, checksum_line, &failed);
     }
     if (item->op == S3DL_OP_GET && !(item->flags & S3DL_F_RANGE) &&
-        client->checksum == S3DL_CHECKSUM_CRC32C)
+        client->checksum == S3DL_CHECKSUM_CRC32C && client->dialect == S3DL_DIALECT_S3)
         h = append(h, "x-amz-checksum-mode: ENABLED", &failed);
     h = append(h, "Expect:", &failed); /* no 100-continue round trip */
     if (failed) {
@@ -483,6 +538,7 @@ s3dl_status http_start(struct http_engine *http, struct s3dl_item *item,
     }
     t->item = item;
     t->http = http;
+    t->dialect = client->dialect;
     const char *method = method_of(item);
     s3dl_status st = build_headers(t, client, method);
     if (st != S3DL_OK) {
@@ -616,15 +672,36 @@ static int range_answered(const struct s3dl_item *item, const struct http_transf
 /* Compares a whole-object body with the server's x-amz-checksum-crc32c.
  * Composite checksums of multipart objects ("...-N") cannot be checked
  * against the whole body and are skipped. */
-static int checksum_matches(const struct http_transfer *t)
+static int checksum_matches(const struct http_transfer *t, const struct s3dl_client *client)
 {
-    if (!t->checksum_crc32c[0] || strchr(t->checksum_crc32c, '-') || t->have_total)
+    if (t->have_total || client->checksum == S3DL_CHECKSUM_NONE)
+        return 1; /* a range: the stored checksum covers the whole object */
+    if (t->content_md5[0]) {
+        uint8_t md5[16];
+        char b64[32];
+        if (crypto_md5(t->buf ? t->buf : (const uint8_t *)"", t->len, md5) != 0)
+            return 1; /* cannot check (out of memory): not a mismatch */
+        crypto_base64(md5, 16, b64);
+        return strcmp(b64, t->content_md5) == 0;
+    }
+    if (!t->checksum_crc32c[0] || strchr(t->checksum_crc32c, '-'))
         return 1;
     uint32_t crc = s3dl_crc32c(0, t->buf ? t->buf : (const uint8_t *)"", t->len);
     uint8_t be[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8), (uint8_t)crc};
     char b64[16];
     crypto_base64(be, 4, b64);
     return strcmp(b64, t->checksum_crc32c) == 0;
+}
+
+/* Hands the kept response header block to the item (final attempts only). */
+static void keep_headers(struct s3dl_item *item, struct http_transfer *t)
+{
+    if (!t->header_block)
+        return;
+    free(item->response_headers);
+    item->response_headers = t->header_block;
+    item->response_headers_len = t->header_block_len;
+    t->header_block = NULL;
 }
 
 int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl_client *client,
@@ -638,6 +715,8 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
     struct s3_error_fields fields = {{0}, {0}, {0}};
     if (t->err)
         s3_error_parse(t->err, t->err_len, &fields);
+    if (!fields.code[0] && t->ms_error_code[0])
+        snprintf(fields.code, sizeof(fields.code), "%s", t->ms_error_code);
     /* A 200 whose body is an <Error> (CompleteMultipartUpload, CopyObject)
      * is a failure, whatever the status line says. */
     if (code == CURLE_OK && t->status == 200 && item->op == S3DL_OP_POST && t->buf &&
@@ -645,6 +724,9 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
         s3_error_parse((const char *)t->buf, t->len, &fields);
         t->status = 500; /* classify like the InternalError it usually is */
     }
+    /* Decided after the 200-with-error rule, which changes the status. */
+    int success = (t->status >= 200 && t->status < 300) ||
+                  ((item->flags & S3DL_F_ACCEPT_3XX) && t->status >= 300 && t->status < 400);
     struct attempt_outcome outcome = {(int)code, t->status, fields.code};
     /* libcurl can report success for a connection that closed inside the
      * header block; such a response is incomplete, never an (empty) answer. */
@@ -652,12 +734,12 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
         outcome.curl_code = CURLE_PARTIAL_FILE;
 
     int complete = outcome.curl_code == CURLE_OK;
-    if (complete && t->status >= 200 && t->status < 300 && item->op == S3DL_OP_GET &&
-        !checksum_matches(t)) {
+    if (complete && success && item->op == S3DL_OP_GET &&
+        !checksum_matches(t, client)) {
         /* Retried like a transient fault; reported as S3DL_E_CHECKSUM. */
         t->checksum_mismatch = 1;
         outcome.curl_code = CURLE_PARTIAL_FILE;
-    } else if (complete && t->status >= 200 && t->status < 300 && !range_answered(item, t)) {
+    } else if (complete && success && !range_answered(item, t)) {
         /* A server or proxy that ignores Range answers 200 with the whole
          * object: returning it as the range would be wrong data. */
         fail_with_detail(item, S3DL_E_HTTP, t, &fields, CURLE_OK);
@@ -665,9 +747,10 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
             snprintf(item->detail->message, sizeof(item->detail->message),
                      "GET: asked for a range, got HTTP %ld %s", t->status,
                      t->status == 200 ? "(the whole object: Range ignored)" : "at another offset");
+        keep_headers(item, t);
         http_abort(http, item);
         return 1;
-    } else if (complete && t->status >= 200 && t->status < 300) {
+    } else if (complete && success) {
         if (t->exact && t->len != t->cap) {
             /* curl checks Content-Length too; this guards a truncated body
              * ever being returned as success. */
@@ -697,6 +780,7 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
                 fill_stat(item, t);
             item->status = item->alloc || item->dest || item->op != S3DL_OP_GET ? S3DL_OK
                                                                                 : S3DL_E_NOMEM;
+            keep_headers(item, t);
             http_abort(http, item);
             return 1;
         }
@@ -709,6 +793,7 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
             item->alloc = item->result = aligned_buf_alloc(64, 1, 0);
             item->result_len = 0;
             item->status = item->alloc ? S3DL_OK : S3DL_E_NOMEM;
+            keep_headers(item, t);
             http_abort(http, item);
             return 1;
         }
@@ -733,12 +818,14 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
     fail_with_detail(item, st, t, &fields, (CURLcode)outcome.curl_code);
     if (t->checksum_mismatch && item->detail)
         snprintf(item->detail->message, sizeof(item->detail->message),
-                 "GET: body does not match x-amz-checksum-crc32c %s after %d attempt(s)",
-                 t->checksum_crc32c, item->attempts);
+                 "GET: body does not match the stored %s %s after %d attempt(s)",
+                 t->content_md5[0] ? "Content-MD5" : "CRC32C",
+                 t->content_md5[0] ? t->content_md5 : t->checksum_crc32c, item->attempts);
     if (t->overflow && item->detail)
         snprintf(item->detail->message, sizeof(item->detail->message),
                  "%s: response larger than announced or than the %zu-byte cap",
                  method_of(item), (size_t)GROWABLE_CAP);
+    keep_headers(item, t);
     http_abort(http, item);
     return 1;
 }

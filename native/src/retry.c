@@ -24,11 +24,17 @@ static const char *const throttling_codes[] = {
     "TooManyRequestsException", "ProvisionedThroughputExceededException",
     "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
     "LimitExceededException", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
-    "EC2ThrottledException", NULL};
+    "EC2ThrottledException",
+    "ServerBusy",                                       /* Azure */
+    "rateLimitExceeded", "userRateLimitExceeded",        /* GCS (sometimes with 403) */
+    NULL};
 
 static const char *const transient_codes[] = {
     "RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable",
-    "OperationAborted", NULL};
+    "OperationAborted",
+    "OperationTimedOut",                                /* Azure */
+    "backendError", "internalError",                     /* GCS */
+    NULL};
 
 enum retry_class retry_classify(const struct attempt_outcome *o)
 {
@@ -53,7 +59,8 @@ enum retry_class retry_classify(const struct attempt_outcome *o)
         return RETRY_THROTTLED;
     if (code_is(o->error_code, transient_codes))
         return RETRY_TRANSIENT;
-    if (o->http_status == 500 || o->http_status == 502 || o->http_status == 504)
+    if (o->http_status == 408 || o->http_status == 500 || o->http_status == 502 ||
+        o->http_status == 504)
         return RETRY_TRANSIENT;
     if (o->http_status == 503)
         return RETRY_THROTTLED;
@@ -80,7 +87,10 @@ s3dl_status retry_final_status(const struct attempt_outcome *o)
     if (s == 401 || s == 403)
         return S3DL_E_PERMISSION;
     if (s == 412 || strcmp(code, "BucketAlreadyExists") == 0 ||
-        strcmp(code, "BucketAlreadyOwnedByYou") == 0)
+        strcmp(code, "BucketAlreadyOwnedByYou") == 0 ||
+        strcmp(code, "BlobAlreadyExists") == 0 ||       /* Azure create-only PUT */
+        strcmp(code, "ContainerAlreadyExists") == 0 ||
+        (s == 409 && strcmp(code, "conflict") == 0))      /* GCS bucket exists */
         return S3DL_E_EXISTS; /* other 409s (BucketNotEmpty, ...) are plain HTTP errors */
     if (s == 416)
         return S3DL_E_RANGE;

@@ -66,6 +66,63 @@ int s3_error_is_root(const char *body, size_t len)
     return len - i >= 7 && memcmp(body + i, "<Error>", 7) == 0;
 }
 
+/* Copies the string value of the first `"name": "..."` member found in
+ * [body, body+len) into dst; escapes are reduced to the escaped character
+ * and control characters become spaces.  Bounded by len and cap. */
+static void json_string_member(const char *body, size_t len, const char *name, char *dst,
+                               size_t cap)
+{
+    dst[0] = '\0';
+    char quoted[40];
+    size_t n = strlen(name);
+    if (n + 3 > sizeof(quoted))
+        return;
+    quoted[0] = '"';
+    memcpy(quoted + 1, name, n);
+    quoted[n + 1] = '"';
+    quoted[n + 2] = '\0';
+    const char *at = find(body, len, quoted);
+    if (!at)
+        return;
+    size_t i = (size_t)(at - body) + n + 2;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i >= len || body[i] != ':')
+        return;
+    i++;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i >= len || body[i] != '"')
+        return;
+    i++;
+    size_t out = 0;
+    while (i < len && body[i] != '"' && out + 1 < cap) {
+        unsigned char c = (unsigned char)body[i++];
+        if (c == '\\' && i < len)
+            c = (unsigned char)body[i++];
+        dst[out++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    dst[out] = '\0';
+}
+
+/* GCS JSON API errors: {"error": {"code": 404, "message": "...",
+ * "errors": [{"reason": "notFound", ...}]}}. */
+static int json_error_parse(const char *body, size_t len, struct s3_error_fields *out)
+{
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i >= len || body[i] != '{')
+        return 0;
+    const char *error = find(body, len, "\"error\"");
+    if (!error)
+        return 0;
+    size_t rest = len - (size_t)(error - body);
+    json_string_member(error, rest, "reason", out->code, sizeof(out->code));
+    json_string_member(error, rest, "message", out->message, sizeof(out->message));
+    return 1;
+}
+
 int s3_error_parse(const char *body, size_t len, struct s3_error_fields *out)
 {
     memset(out, 0, sizeof(*out));
@@ -73,7 +130,7 @@ int s3_error_parse(const char *body, size_t len, struct s3_error_fields *out)
         return 0;
     const char *error = find(body, len, "<Error>");
     if (!error)
-        return 0;
+        return json_error_parse(body, len, out);
     size_t rest = len - (size_t)(error - body);
     element_text(error, rest, "Code", out->code, sizeof(out->code));
     element_text(error, rest, "Message", out->message, sizeof(out->message));

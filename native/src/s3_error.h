@@ -1,5 +1,7 @@
-/* Private: bounded extraction of the fields of an S3-style XML error body
- * (<Error><Code>..</Code><Message>..</Message><RequestId>..</RequestId>).
+/* Private: bounded extraction of the fields of an error body: S3- and
+ * Azure-style XML (<Error><Code>..</Code><Message>..</Message>
+ * <RequestId>..</RequestId>) or the GCS JSON API's {"error": {"message",
+ * "errors": [{"reason"}]}} (reason becomes the code).
  * Not a general XML parser: it looks only for these elements, never reads
  * past `len`, and copies at most the destination sizes. */
 #ifndef S3DL_S3_ERROR_H
@@ -14,7 +16,7 @@ struct s3_error_fields {
 };
 
 /* Fills `out` (fields "" when absent).  Returns 1 if the body contains an
- * <Error> element, else 0. */
+ * <Error> element or is a JSON object with an "error" member, else 0. */
 int s3_error_parse(const char *body, size_t len, struct s3_error_fields *out);
 
 /* Non-zero if the document's root element is <Error> (after an optional

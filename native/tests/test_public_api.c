@@ -42,7 +42,20 @@ int main(void)
     CHECK_EQ_INT(s3dl_batch_take_results(b, 1, NULL, NULL, NULL, NULL), S3DL_E_INVALID_ARGUMENT);
     s3dl_detail d;
     CHECK_EQ_INT(s3dl_batch_detail(b, 0, &d), S3DL_E_INVALID_ARGUMENT);
+    const char *block = NULL;
+    size_t block_len = 0;
+    CHECK_EQ_INT(s3dl_batch_response_headers(b, 0, &block, &block_len), S3DL_E_INVALID_ARGUMENT);
+    CHECK_EQ_INT(s3dl_batch_add(b, S3DL_OP_GET, "http://127.0.0.1:9/x", 0, 0, NULL, 0,
+                                S3DL_F_KEEP_HEADERS, NULL), S3DL_OK);
+    CHECK_EQ_INT(s3dl_batch_response_headers(b, 0, &block, &block_len), S3DL_E_STATE);
     s3dl_batch_free(b);
+
+    s3dl_client *c = NULL;
+    CHECK_EQ_INT(s3dl_client_new(&c), S3DL_OK);
+    CHECK_EQ_INT(s3dl_client_setopt_int(c, S3DL_CLIENT_DIALECT, S3DL_DIALECT_AZURE), S3DL_OK);
+    CHECK_EQ_INT(s3dl_client_setopt_int(c, S3DL_CLIENT_DIALECT, 3), S3DL_E_INVALID_ARGUMENT);
+    CHECK_EQ_INT(s3dl_client_setopt_int(c, S3DL_CLIENT_DIALECT, -1), S3DL_E_INVALID_ARGUMENT);
+    s3dl_client_free(c);
     s3dl_engine_free(e);
 
     char line[64];

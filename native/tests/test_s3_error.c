@@ -34,5 +34,21 @@ int main(void)
     strcpy(big + 313, "</Code></Error>");
     CHECK_EQ_INT(s3_error_parse(big, strlen(big), &f), 1);
     CHECK_EQ_INT(strlen(f.code), sizeof(f.code) - 1);
+
+    /* GCS JSON errors: the reason is the code; escapes reduced. */
+    const char *gcs = "{\"error\": {\"code\": 404, \"message\": \"No such object: b/\\\"k\\\"\",\n"
+                      " \"errors\": [{\"message\": \"x\", \"domain\": \"global\", "
+                      "\"reason\": \"notFound\"}]}}";
+    CHECK_EQ_INT(s3_error_parse(gcs, strlen(gcs), &f), 1);
+    CHECK(strcmp(f.code, "notFound") == 0);
+    CHECK(strcmp(f.message, "No such object: b/\"k\"") == 0);
+    /* Cut anywhere: never past the length, always terminated. */
+    for (size_t cut = 0; cut < strlen(gcs); cut++) {
+        s3_error_parse(gcs, cut, &f);
+        CHECK(strlen(f.code) < sizeof(f.code) && strlen(f.message) < sizeof(f.message));
+    }
+    CHECK_EQ_INT(s3_error_parse("[\"error\"]", 9, &f), 0); /* not an object */
+    CHECK_EQ_INT(s3_error_parse("{\"error\": \"x\"}", 14, &f), 1);
+    CHECK(f.code[0] == '\0' && f.message[0] == '\0');
     return check_report("test_s3_error");
 }
