@@ -157,15 +157,15 @@ class Batch:
 
     def _add_all(self, requests: Sequence[Request]) -> None:
         keep = self._keepalive
+        index = ffi.new("size_t *")
         for req in requests:
-            target = ffi.new("char[]", req.target.encode("utf-8", "surrogateescape"))
-            keep.append(target)
+            # The core copies the target during the call: bytes suffice.
+            target = req.target.encode("utf-8", "surrogateescape")
             data, size = ffi.NULL, 0
             if req.data is not None:
                 data = ffi.from_buffer(req.data)
                 size = len(data)
                 keep.append(data)
-            index = ffi.new("size_t *")
             status = lib.s3dl_batch_add(self.ptr, req.op, target, req.offset, req.length, data,
                                         size, req.flags, index)
             if status != lib.S3DL_OK:

@@ -746,7 +746,8 @@ def delete_bucket(bucket: str) -> None:
 def presign(uri: str, method: str = "GET", expires: int = 3600) -> str:
     """A presigned URL for ``uri`` that lets anyone holding it perform
     ``method`` for ``expires`` seconds (1 to 604,800): SigV4 query signing
-    on S3, a V4 signed URL on GCS (needs a service account)."""
+    on S3, a V4 signed URL on GCS (needs a service account), a service SAS
+    on Azure (needs the account key)."""
     parsed = _route(uri)
     if not isinstance(expires, int) or not 1 <= expires <= 604800:
         raise InvalidArgumentError(f"expires must be 1..604800 seconds, got {expires!r}",
@@ -754,8 +755,10 @@ def presign(uri: str, method: str = "GET", expires: int = 3600) -> str:
     if parsed.scheme == "gs":
         from . import gcs_sign
         return gcs_sign.presign_gcs(parsed.bucket, parsed.key, method.upper(), expires)
+    if parsed.scheme == "az":
+        return azure_store.presign(parsed, method.upper(), expires)
     if parsed.scheme != "s3":
-        raise UnsupportedError(f"presign needs an s3:// or gs:// URI: {uri}", uri=uri)
+        raise UnsupportedError(f"presign needs an s3://, gs:// or az:// URI: {uri}", uri=uri)
     client = s3_client.current()
     if client.settings.credentials is None:
         raise PermissionDeniedError(f"presign needs AWS credentials; none are configured: {uri}",

@@ -201,6 +201,28 @@ def container_request(op: int, account: str, container: str) -> Request:
                   data=b"" if op == _engine.OP_PUT else None)
 
 
+#: SAS permissions a presigned URL grants, by HTTP method.
+_SAS_PERMISSIONS = {"GET": "r", "HEAD": "r", "PUT": "cw", "DELETE": "d"}
+
+
+def presign(parsed: ParsedURI, method: str, expires: int) -> str:
+    """A blob URL with a service SAS allowing ``method`` for ``expires``
+    seconds, signed with the account key."""
+    import datetime as _dt
+    from .errors import InvalidArgumentError, PermissionDeniedError
+    permissions = _SAS_PERMISSIONS.get(method)
+    if permissions is None:
+        raise InvalidArgumentError(f"cannot presign {method} for Azure (GET, HEAD, PUT, DELETE)",
+                                   uri=parsed.raw)
+    account, container = split(parsed)
+    config = azure_auth.current(account)
+    if config.key is None:
+        raise PermissionDeniedError(f"presign needs the account key of {account!r}: "
+                                    f"{parsed.raw}", uri=parsed.raw, code="NoCredentials")
+    expiry = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=expires)
+    return azure_auth.sas_url(config, container, parsed.key, permissions, expiry)
+
+
 # ---- block upload ------------------------------------------------------------
 
 def block_size() -> int:

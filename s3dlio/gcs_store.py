@@ -41,16 +41,30 @@ def enc(name: str) -> str:
     return quote(name, safe="")
 
 
+def _native_client(max_attempts: Optional[int] = None) -> Any:
+    out = ffi.new("s3dl_client **")
+    check(lib.s3dl_client_new(out), "cannot create a GCS client")
+    handle = ffi.gc(out[0], lib.s3dl_client_free)
+    check(lib.s3dl_client_setopt_int(handle, lib.S3DL_CLIENT_DIALECT, lib.S3DL_DIALECT_GCS),
+          "dialect")
+    if max_attempts is not None:
+        check(lib.s3dl_client_setopt_int(handle, lib.S3DL_CLIENT_MAX_ATTEMPTS, max_attempts),
+              "max attempts")
+    return handle
+
+
 class GcsClient:
-    """A native client in the GCS dialect plus the config it was made from."""
+    """Native clients in the GCS dialect plus the config they were made
+    from.  GCS's retry guidance: retry idempotent requests, and writes only
+    when a precondition makes them so.  ``handle`` retries (reads, listings,
+    preconditioned uploads, resumable chunks, whose session makes them
+    idempotent); ``single_shot`` makes one attempt, for an upload or delete
+    that a retry could apply on top of another writer's newer object."""
 
     def __init__(self, config: "gcs_auth.GcsConfig") -> None:
         self.config = config
-        out = ffi.new("s3dl_client **")
-        check(lib.s3dl_client_new(out), "cannot create a GCS client")
-        self.handle = ffi.gc(out[0], lib.s3dl_client_free)
-        check(lib.s3dl_client_setopt_int(self.handle, lib.S3DL_CLIENT_DIALECT,
-                                         lib.S3DL_DIALECT_GCS), "dialect")
+        self.handle = _native_client()
+        self.single_shot = _native_client(max_attempts=1)
 
     def __repr__(self) -> str:
         return f"GcsClient(endpoint={self.config.endpoint!r})"
@@ -140,14 +154,15 @@ def object_request(op: int, parsed: ParsedURI, *, offset: int, length: int, data
         url = client.upload_url(parsed.bucket, parsed.key, "multipart", create_only)
         body, ctype = multipart_body(parsed.key, data)
         # POST returns the new object's JSON.
-        return Request(_engine.OP_POST, parsed.raw, url, data=body, client=client.handle,
+        return Request(_engine.OP_POST, parsed.raw, url, data=body,
+                       client=client.handle if create_only else client.single_shot,
                        headers=headers + auth + (f"Content-Type: {ctype}",))
     if op == _engine.OP_STAT:
         return Request(_engine.OP_GET, parsed.raw, client.object_url(parsed.bucket, parsed.key),
                        client=client.handle, headers=headers + auth)
     if op == _engine.OP_DELETE:
         return Request(op, parsed.raw, client.object_url(parsed.bucket, parsed.key),
-                       client=client.handle, headers=headers + auth)
+                       client=client.single_shot, headers=headers + auth)
     raise ValueError(f"no GCS request for op {op}")
 
 

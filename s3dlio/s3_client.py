@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import threading
 import xml.etree.ElementTree as ET
 from typing import Iterator, Optional
@@ -18,9 +19,14 @@ _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _MAX_XML_BYTES = 64 << 20
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9/_.~-]*")
+
+
 def encode_key(key: str) -> str:
     """Percent-encodes a key exactly as the core's SigV4 encoder does
     (RFC 3986 unreserved characters and '/' kept)."""
+    if _PLAIN_KEY.fullmatch(key):
+        return key  # the common case, without quote()'s byte round trip
     return quote(key, safe="/")
 
 
@@ -34,6 +40,7 @@ class S3Client:
 
     def __init__(self, settings: aws_config.S3Settings) -> None:
         self.settings = settings
+        self._bucket_urls: dict[str, str] = {}
         out = ffi.new("s3dl_client **")
         check(lib.s3dl_client_new(out), "cannot create an S3 client")
         self.handle = ffi.gc(out[0], lib.s3dl_client_free)
@@ -57,6 +64,14 @@ class S3Client:
         return f"S3Client(endpoint={s.endpoint!r}, region={s.region!r}, addressing={s.addressing!r})"
 
     def bucket_url(self, bucket: str) -> str:
+        url = self._bucket_urls.get(bucket)
+        if url is None:
+            if len(self._bucket_urls) > 4096:  # bounded: a process may touch many buckets
+                self._bucket_urls.clear()
+            url = self._bucket_urls[bucket] = self._make_bucket_url(bucket)
+        return url
+
+    def _make_bucket_url(self, bucket: str) -> str:
         s = self.settings
         if s.addressing == "path":
             base = s.endpoint or f"https://s3.{s.region}.amazonaws.com"

@@ -92,8 +92,7 @@ static void eventfd_clear(int fd)
     }
 }
 
-/* curl_multi_wakeup() is the one libcurl call that is safe from any thread. */
-static void engine_wake(s3dl_engine *engine) { curl_multi_wakeup(engine->http.multi); }
+static void engine_wake(s3dl_engine *engine) { http_wake(&engine->http); }
 
 void engine_notice_cancel(s3dl_engine *engine, struct s3dl_batch *batch)
 {
@@ -272,10 +271,11 @@ static void schedule_http(s3dl_engine *e, struct http_loop *loop, int64_t now, i
     }
 }
 
-static void reap_http(s3dl_engine *e, struct http_loop *loop, int64_t now)
+/* Takes the transfers libcurl reports done; returns how many. */
+static int reap_http(s3dl_engine *e, struct http_loop *loop, int64_t now)
 {
     CURLMsg *msg;
-    int queued;
+    int queued, reaped = 0;
     while ((msg = curl_multi_info_read(e->http.multi, &queued)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
@@ -285,6 +285,7 @@ static void reap_http(s3dl_engine *e, struct http_loop *loop, int64_t now)
         struct s3dl_item *item = http_item_of(easy);
         if (!item)
             continue;
+        reaped++;
         struct s3dl_client *client = client_of(item->batch);
         if (http_finish(&e->http, easy, result, client, now, next_random(loop))) {
             loop->in_flight--;
@@ -294,6 +295,7 @@ static void reap_http(s3dl_engine *e, struct http_loop *loop, int64_t now)
             loop->waiting = item;
         }
     }
+    return reaped;
 }
 
 static void finish_http_batches(s3dl_engine *e, struct http_loop *loop)
@@ -310,10 +312,10 @@ static void finish_http_batches(s3dl_engine *e, struct http_loop *loop)
     }
 }
 
-static int poll_timeout_ms(s3dl_engine *e, struct http_loop *loop, int64_t now)
+/* How long the engine may sleep: until the next retry or batch deadline,
+ * at most a second (libcurl's own timer is added by http_wait_and_drive). */
+static int poll_timeout_ms(struct http_loop *loop, int64_t now)
 {
-    long curl_ms = -1;
-    curl_multi_timeout(e->http.multi, &curl_ms);
     int64_t soonest = -1;
     for (struct s3dl_item *item = loop->waiting; item; item = item->next_waiting)
         if (soonest < 0 || item->retry_at_ns < soonest)
@@ -321,7 +323,7 @@ static int poll_timeout_ms(s3dl_engine *e, struct http_loop *loop, int64_t now)
     for (struct s3dl_batch *b = loop->batches; b; b = b->next_active)
         if (b->deadline_ns && (soonest < 0 || b->deadline_ns < soonest))
             soonest = b->deadline_ns;
-    int64_t ms = curl_ms < 0 ? 1000 : curl_ms; /* wake now and then regardless */
+    int64_t ms = 1000; /* wake now and then regardless */
     if (soonest >= 0) {
         int64_t until = (soonest - now + 999999) / 1000000;
         if (until < ms)
@@ -363,18 +365,21 @@ static void *engine_main(void *arg)
         pthread_mutex_unlock(&e->lifecycle_mutex);
 
         int64_t now = monotonic_ns();
-        schedule_http(e, &loop, now, stopping);
-        int running = 0;
-        curl_multi_perform(e->http.multi, &running);
-        reap_http(e, &loop, monotonic_ns());
-        /* Completions may have freed slots, and retries may be due. */
-        schedule_http(e, &loop, monotonic_ns(), stopping);
+        /* Start what may start, let libcurl run its timers (new transfers
+         * begin there), and take what finished -- until nothing finishes,
+         * since every completion frees a slot for another item. */
+        for (int rounds = 0; rounds < 1000; rounds++) { /* bounded */
+            schedule_http(e, &loop, now, stopping);
+            http_drive_timers(&e->http);
+            now = monotonic_ns();
+            if (reap_http(e, &loop, now) == 0)
+                break;
+        }
         finish_http_batches(e, &loop);
 
         if (stopping && !loop.batches && ring_count(&e->submit_ring) == 0)
             break;
-        curl_multi_poll(e->http.multi, NULL, 0, poll_timeout_ms(e, &loop, monotonic_ns()),
-                        NULL);
+        http_wait_and_drive(&e->http, poll_timeout_ms(&loop, monotonic_ns()));
     }
     return NULL;
 }

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "aligned_buf.h"
 #include "crypto.h"
@@ -68,16 +71,64 @@ struct http_transfer {
 
 /* ---- engine ----------------------------------------------------------- */
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* libcurl says which sockets to watch and for what. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    (void)socketp;
+    struct http_engine *http = userp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(http->epoll_fd, EPOLL_CTL_DEL, fd, NULL); /* may be closed already */
+        return 0;
+    }
+    struct epoll_event ev = {.events = 0, .data.fd = fd};
+    if (what & CURL_POLL_IN)
+        ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev.events |= EPOLLOUT;
+    if (epoll_ctl(http->epoll_fd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT &&
+        epoll_ctl(http->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        return -1; /* libcurl fails the transfers of this socket */
+    return 0;
+}
+
+/* libcurl asks to be called back after `timeout_ms` (-1: never). */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    struct http_engine *http = userp;
+    http->timer_due_ns = timeout_ms < 0 ? -1 : now_ns() + (int64_t)timeout_ms * 1000000LL;
+    return 0;
+}
+
 int http_engine_init(struct http_engine *http, long max_connections,
                      struct file_pool_counters *counters)
 {
     memset(http, 0, sizeof(*http));
+    http->timer_due_ns = -1;
+    http->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    http->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     http->multi = curl_multi_init();
-    if (!http->multi)
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = http->wake_fd};
+    if (http->epoll_fd < 0 || http->wake_fd < 0 || !http->multi ||
+        epoll_ctl(http->epoll_fd, EPOLL_CTL_ADD, http->wake_fd, &ev) != 0) {
+        http_engine_cleanup(http);
         return -1;
+    }
     /* Keep one idle connection per possible transfer, so a batch that
      * finishes does not close what the next one will reuse. */
     curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, max_connections);
+    curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http);
+    curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http);
     http->counters = counters;
     return 0;
 }
@@ -89,7 +140,60 @@ void http_engine_cleanup(struct http_engine *http)
     free(http->idle);
     if (http->multi)
         curl_multi_cleanup(http->multi);
+    if (http->epoll_fd > 0)
+        close(http->epoll_fd);
+    if (http->wake_fd > 0)
+        close(http->wake_fd);
     memset(http, 0, sizeof(*http));
+}
+
+void http_wake(struct http_engine *http)
+{
+    if (!http->multi)
+        return; /* not started (or a forked child's copy): nothing to wake */
+    uint64_t one = 1;
+    /* EAGAIN means the counter is already non-zero: the engine will wake. */
+    while (write(http->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+}
+
+void http_drive_timers(struct http_engine *http)
+{
+    int running = 0;
+    if (http->timer_due_ns >= 0 && http->timer_due_ns <= now_ns()) {
+        http->timer_due_ns = -1; /* libcurl sets it again if it needs one */
+        curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+}
+
+void http_wait_and_drive(struct http_engine *http, int timeout_ms)
+{
+    if (http->timer_due_ns >= 0) {
+        int64_t until = (http->timer_due_ns - now_ns() + 999999) / 1000000;
+        if (until < timeout_ms)
+            timeout_ms = until < 0 ? 0 : (int)until;
+    }
+    struct epoll_event events[64];
+    int n = epoll_wait(http->epoll_fd, events, 64, timeout_ms);
+    int running = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = events[i].data.fd;
+        if (fd == http->wake_fd) {
+            uint64_t value;
+            while (read(fd, &value, sizeof(value)) < 0 && errno == EINTR) {
+            }
+            continue;
+        }
+        int mask = 0;
+        if (events[i].events & (EPOLLIN | EPOLLHUP))
+            mask |= CURL_CSELECT_IN;
+        if (events[i].events & EPOLLOUT)
+            mask |= CURL_CSELECT_OUT;
+        if (events[i].events & EPOLLERR)
+            mask |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(http->multi, fd, mask, &running);
+    }
+    http_drive_timers(http);
 }
 
 static CURL *take_easy(struct http_engine *http)

@@ -11,8 +11,14 @@
 #include "client.h"
 #include "file_pool.h"
 
+/* libcurl is driven by socket events (curl_multi_socket_action over an
+ * epoll set), so each wake-up costs the sockets that are ready, not every
+ * transfer in flight. */
 struct http_engine {
     CURLM *multi;
+    int epoll_fd;            /* sockets libcurl asked us to watch, and wake_fd */
+    int wake_fd;             /* eventfd: other threads wake the engine thread */
+    int64_t timer_due_ns;    /* libcurl's timer (monotonic), or -1 for none */
     struct file_pool *pool;  /* idle workers fault in large bodies' buffers */
     CURL **idle;             /* reset easy handles kept for reuse */
     size_t idle_count;
@@ -24,6 +30,16 @@ struct http_engine {
 int http_engine_init(struct http_engine *http, long max_connections,
                      struct file_pool_counters *counters);
 void http_engine_cleanup(struct http_engine *http);
+
+/* Wakes the engine thread from any thread (new batches, cancels, stop). */
+void http_wake(struct http_engine *http);
+
+/* Waits up to `timeout_ms` (shortened to libcurl's timer) for socket events
+ * or a wake-up, and lets libcurl act on what happened.  Engine thread only. */
+void http_wait_and_drive(struct http_engine *http, int timeout_ms);
+
+/* Lets libcurl start what was just added and run its due timers. */
+void http_drive_timers(struct http_engine *http);
 
 /* Starts one attempt of `item` (signing it now).  On failure the item is
  * completed with that failure and S3DL_OK is not returned. */
