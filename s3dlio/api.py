@@ -21,8 +21,8 @@ from ._bytesview import BytesView, from_bytes, wrap_many
 from ._engine import Request
 from ._steps import Steps, drive
 from .errors import (InvalidArgumentError, InvalidRangeError, IsADirectoryError, NotFoundError,
-                     PermissionDeniedError, S3dlioError, UnsupportedError, error_for_status,
-                     error_from_oserror)
+                     PermissionDeniedError, S3dlioError, StorageIOError, UnsupportedError,
+                     error_for_status, error_from_oserror)
 from .uri import ParsedURI, parse_uri
 
 BytesLike = Union[bytes, bytearray, memoryview, BytesView, Any]
@@ -115,21 +115,40 @@ def put_bytes(uri: str, data: BytesLike) -> None:
     put(uri, data)
 
 
-def _put_requests(items: Iterable[tuple[str, BytesLike]], fsync: bool,
-                  overwrite: bool) -> List[Request]:
-    requests = []
+class _PutPlan:
+    """The PUTs of one call: ordinary ones as engine requests, and large
+    object-store ones (multipart, resumable or block uploads) as their
+    inputs, each with its index in the caller's order."""
+
+    def __init__(self) -> None:
+        self.small: List[tuple[int, Request]] = []
+        self.large: List[tuple[int, ParsedURI, Any]] = []
+
+
+def _plan_puts(items: Iterable[tuple[str, BytesLike]], fsync: bool,
+               overwrite: bool) -> _PutPlan:
+    """Validates every item, drops stale cached sizes, and sorts the PUTs
+    by the size of the caller's data (never of a request body built from
+    it, which may carry framing)."""
     items = _list(items)
     client = _shared_client([uri for uri, _ in items])
-    for uri, data in items:
+    limit = s3_multipart.threshold()
+    plan = _PutPlan()
+    for index, (uri, data) in enumerate(items):
         parsed = _route(uri)
+        buffer = _as_buffer(data, parsed.raw)
+        size_cache.forget(parsed.raw)
+        if not parsed.is_local and memoryview(buffer).nbytes >= limit:
+            plan.large.append((index, parsed, buffer))
+            continue
         flags = _engine.F_MKDIRS
         if fsync:
             flags |= _engine.F_FSYNC
         if not overwrite:
             flags |= _engine.F_CREATE_ONLY
-        requests.append(_request(_engine.OP_PUT, parsed, data=_as_buffer(data, parsed.raw),
-                                 flags=flags, client=client))
-    return requests
+        plan.small.append((index, _request(_engine.OP_PUT, parsed, data=buffer, flags=flags,
+                                           client=client)))
+    return plan
 
 
 def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -137,52 +156,33 @@ def put_many(items: Iterable[tuple[str, BytesLike]], max_in_flight: int = DEFAUL
     """Writes many ``(uri, data)`` pairs, ``max_in_flight`` at a time.  Every
     item is attempted; the first failure (in input order) is raised after the
     others finish.  Each object is written atomically; the batch is not.
-    Large S3 objects go up as multipart uploads with parallel parts."""
-    requests, small, large = _prepare_puts(items, fsync, overwrite)
+    Large objects on object stores go up in parallel parts (S3 multipart,
+    Azure blocks) or as a GCS resumable upload."""
+    plan = _plan_puts(items, fsync, overwrite)
     errors: dict[int, Exception] = {}
-    if small:
-        results, statuses, views = _engine.run([requests[i] for i in small], max_in_flight)
-        errors.update(_errors_by_index(results, statuses, small))
+    if plan.small:
+        results, statuses, views = _engine.run([req for _, req in plan.small], max_in_flight)
+        errors.update(_errors_by_index(results, statuses, [i for i, _ in plan.small]))
         results.free()
-    for i in large:
+    for index, parsed, data in plan.large:
         try:
-            drive(_large_steps(requests[i], overwrite), 16)
+            drive(_large_steps(parsed, data, overwrite), 16)
         except S3dlioError as exc:
-            errors[i] = exc
+            errors[index] = exc
     if errors:
         raise errors[min(errors)]
 
 
-def _prepare_puts(items: Iterable[tuple[str, BytesLike]], fsync: bool,
-                  overwrite: bool) -> tuple[List[Request], List[int], List[int]]:
-    """PUT requests, with stale cached sizes dropped, split into ordinary
-    and multipart ones (indices)."""
-    requests = _put_requests(items, fsync, overwrite)
-    for req in requests:
-        size_cache.forget(req.uri)
-    small, large = _split_multipart(requests)
-    return requests, small, large
-
-
-def _split_multipart(requests: Sequence[Request]) -> tuple[List[int], List[int]]:
-    """Indices of ordinary PUTs, and of S3 PUTs big enough for multipart."""
-    limit = s3_multipart.threshold()
-    large = [i for i, r in enumerate(requests)
-             if r.client is not None and memoryview(r.data).nbytes >= limit]
-    chosen = set(large)
-    return [i for i in range(len(requests)) if i not in chosen], large
-
-
-def _large_steps(req: Request, overwrite: bool) -> Steps:
-    """The multi-request upload of one large PUT: S3 multipart, a GCS
+def _large_steps(parsed: ParsedURI, data: Any, overwrite: bool) -> Steps:
+    """The multi-request upload of one large object: S3 multipart, a GCS
     resumable session or Azure blocks."""
-    parsed = parse_uri(req.uri)
     if parsed.scheme == "gs":
-        return gcs_store.resumable_steps(parsed, req.data, (), not overwrite)
+        return gcs_store.resumable_steps(parsed, data, (), not overwrite)
     if parsed.scheme == "az":
-        return azure_store.block_steps(parsed, req.data, (), not overwrite)
-    headers = tuple(h for h in req.headers if h != "If-None-Match: *")
-    return s3_multipart._steps(parsed, req.data, headers, not overwrite)
+        return azure_store.block_steps(parsed, data, (), not overwrite)
+    guessed = mimetypes.guess_type(parsed.key)[0]
+    headers = (f"Content-Type: {guessed}",) if guessed else ()
+    return s3_multipart._steps(parsed, data, headers, not overwrite)
 
 
 def _errors_by_index(results: _engine.Results, statuses: Sequence[int],
@@ -306,10 +306,11 @@ def get_range(uri: str, offset: int, length: Optional[int] = None) -> BytesView:
     try:
         batch, view = _run_single(req)
     except InvalidRangeError:
-        if req.client is None or offset == 0:
+        if req.client is None:
             raise
-        # S3 answers 416 for a range starting exactly at the end; a file
-        # gives zero bytes there.  Ask the size to tell the two apart.
+        # Object stores answer 416 for a range starting exactly at the end
+        # (offset 0 of an empty object too); a file gives zero bytes there.
+        # Ask the size to tell the two apart.
         return _empty_range(uri, offset, stat(req.uri)["size"])
     batch.free()
     return view
@@ -472,14 +473,35 @@ def delete(uri: str, recursive: bool = False) -> None:
         return
     for target in targets:
         size_cache.forget(target)
-    requests = [_request(_engine.OP_DELETE, p) for p in map(_route, targets)]
+    requests = [_request(_engine.OP_DELETE, p) for p in _listed(parsed, targets)] \
+        if recursive else [_request(_engine.OP_DELETE, _route(targets[0]))]
     batch, statuses, views = _engine.run(requests, DEFAULT_MAX_IN_FLIGHT)
     # A missing object is success; a missing bucket is not.
     statuses = [lib.S3DL_OK if s == lib.S3DL_E_NOT_FOUND
-                and batch.error(i, s).code not in ("NoSuchBucket", "ContainerNotFound") else s
+                and not _names_missing_bucket(batch.error(i, s)) else s
                 for i, s in enumerate(statuses)]
     batch.raise_first(statuses)
     batch.free()
+
+
+def _listed(parsed: ParsedURI, uris: Sequence[str]) -> List[ParsedURI]:
+    """URIs that a listing of ``parsed`` returned, as they are: an object
+    store may hold names (directory markers "a/", "a//b") that our URI
+    rules refuse as input, and deleting them must still work."""
+    if parsed.is_local:
+        return [_route(u) for u in uris]
+    base = parsed.base
+    return [ParsedURI(scheme=parsed.scheme, bucket=parsed.bucket, key=u[len(base):], raw=u)
+            for u in uris if u.startswith(base)]
+
+
+def _names_missing_bucket(err: S3dlioError) -> bool:
+    """Whether a 404 is about the bucket rather than the object.  GCS uses
+    one reason ("notFound") for both; only its message differs."""
+    if err.code in ("NoSuchBucket", "ContainerNotFound"):
+        return True
+    return (err.uri or "").startswith(("gs://", "gcs://")) and \
+        "bucket does not exist" in str(err).lower()
 
 
 def _s3_delete_many(parsed: ParsedURI, uris: Sequence[str]) -> None:
@@ -705,7 +727,7 @@ def create_bucket(bucket: str) -> None:
         err = results.error(0, status)
         if err.code in ("BucketAlreadyOwnedByYou", "ContainerAlreadyExists"):
             return  # an Azure account's containers are all the caller's
-        if scheme == "gs" and status == lib.S3DL_E_EXISTS and _gcs_bucket_readable(name):
+        if scheme == "gs" and err.http_status == 409 and _gcs_bucket_readable(name):
             return  # GCS says 409 for both; a bucket we can read is ours
         raise err
     finally:
@@ -729,8 +751,8 @@ def delete_bucket(bucket: str) -> None:
         parsed = parse_uri(f"az://{account}/{name}/", require_key=False)
         first_page = next(iter(azure_store.list_pages(parsed, "", None, max_results=1)))
         if first_page[0]:
-            raise S3dlioError(f"container is not empty: az://{account}/{name}",
-                              uri=f"az://{account}/{name}", code="BucketNotEmpty")
+            raise StorageIOError(f"container is not empty: az://{account}/{name}",
+                                 uri=f"az://{account}/{name}", code="BucketNotEmpty")
         req = azure_store.container_request(_engine.OP_DELETE, account, name)
     else:
         client = s3_client.current()
@@ -738,6 +760,11 @@ def delete_bucket(bucket: str) -> None:
                       client=client.handle)
     status, results = _run_one(req)
     try:
+        if scheme == "gs" and status != lib.S3DL_OK:
+            err = results.error(0, status)
+            if err.http_status in (409, 412):  # GCS: "bucket not empty"
+                raise StorageIOError(f"bucket is not empty: gs://{name}", uri=f"gs://{name}",
+                                     http_status=err.http_status, code="BucketNotEmpty")
         results.raise_first([status])
     finally:
         results.free()

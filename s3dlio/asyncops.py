@@ -9,7 +9,7 @@ from ._steps import drive_async
 from ._bytesview import BytesView
 from .api import (DEFAULT_MAX_IN_FLIGHT, BytesLike, _collect_many, _empty_range,
                   _errors_by_index, _get_requests, _into_request, _into_result, _large_steps,
-                  _prepare_puts,
+                  _plan_puts,
                   _range_request, _stat_requests, _stat_results)
 from .errors import InvalidRangeError, IsADirectoryError, NotFoundError, S3dlioError
 
@@ -24,18 +24,18 @@ async def put_many_async(items: Sequence[tuple[str, BytesLike]],
                          max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *, fsync: bool = False,
                          overwrite: bool = True) -> None:
     """Async :func:`s3dlio.put_many`."""
-    requests, small, large = _prepare_puts(items, fsync, overwrite)
+    plan = _plan_puts(items, fsync, overwrite)
     errors: dict[int, Exception] = {}
-    if small:
-        results, statuses, views = await _engine.run_async([requests[i] for i in small],
+    if plan.small:
+        results, statuses, views = await _engine.run_async([req for _, req in plan.small],
                                                            max_in_flight)
-        errors.update(_errors_by_index(results, statuses, small))
+        errors.update(_errors_by_index(results, statuses, [i for i, _ in plan.small]))
         results.free()
-    for i in large:
+    for index, parsed, data in plan.large:
         try:
-            await drive_async(_large_steps(requests[i], overwrite), 16)
+            await drive_async(_large_steps(parsed, data, overwrite), 16)
         except S3dlioError as exc:
-            errors[i] = exc
+            errors[index] = exc
     if errors:
         raise errors[min(errors)]
 
@@ -62,7 +62,7 @@ async def get_range_async(uri: str, offset: int, length: Optional[int] = None) -
     try:
         ((_, view),) = _collect_many(batch, statuses, views, return_exceptions=False)
     except InvalidRangeError:
-        if req.client is None or offset == 0:
+        if req.client is None:
             raise
         return _empty_range(uri, offset, (await stat_async(req.uri))["size"])  # see get_range
     return view

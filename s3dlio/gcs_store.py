@@ -8,7 +8,7 @@ Endpoints used (relative to ``https://storage.googleapis.com`` or
 
     GET    /storage/v1/b/B/o/K?alt=media      object data (Range for parts)
     GET    /storage/v1/b/B/o/K                metadata (stat)
-    POST   /upload/storage/v1/b/B/o?uploadType=media&name=K
+    POST   /upload/storage/v1/b/B/o?uploadType=multipart (metadata + data)
     POST   /upload/storage/v1/b/B/o?uploadType=resumable&name=K, then PUT chunks
     DELETE /storage/v1/b/B/o/K
     GET    /storage/v1/b/B/o?prefix=&delimiter=&pageToken=   (list)
@@ -28,7 +28,7 @@ from . import _engine, gcs_auth
 from ._engine import Request
 from ._native import check, ffi, lib
 from ._steps import Steps
-from .errors import StorageIOError
+from .errors import StorageIOError, ThrottledError, TimeoutError
 from .uri import ParsedURI
 
 _MAX_JSON_BYTES = 64 << 20
@@ -126,15 +126,18 @@ def multipart_body(key: str, data: Any) -> tuple[bytes, str]:
     view = memoryview(data).cast("B")
     meta = json.dumps({"name": key, "contentType": content_type(key),
                        "crc32c": crc32c_b64(view)}).encode()
-    for _try in range(8):  # bounded: a random 32-hex boundary is never in the data
+    for _try in range(8):  # bounded: a random 128-bit boundary is never in the data
         boundary = os.urandom(16).hex()
-        if boundary.encode() not in view:
+        head = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+                ).encode() + meta + (f"\r\n--{boundary}\r\nContent-Type: {content_type(key)}"
+                                     f"\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        body = b"".join((head, view, tail))
+        # The framing holds it three times; any more would be in the data.
+        # (bytes.count runs in C; a memoryview's `in` compares in Python.)
+        if body.count(boundary.encode()) == 3:
             break
-    head = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
-            ).encode() + meta + (f"\r\n--{boundary}\r\nContent-Type: {content_type(key)}"
-                                 f"\r\n\r\n").encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    return b"".join((head, view, tail)), f"multipart/related; boundary={boundary}"
+    return body, f"multipart/related; boundary={boundary}"
 
 
 def content_type(key: str) -> str:
@@ -253,7 +256,12 @@ def list_pages(parsed: ParsedURI, prefix: str, delimiter: Optional[str]) -> Iter
 
 def bucket_create_request(name: str) -> Request:
     client = current()
-    project = client.config.project or "s3dlio"
+    project = client.config.project or ("test" if client.config.emulator else None)
+    if project is None:
+        from .errors import InvalidArgumentError
+        raise InvalidArgumentError(f"creating gs://{name} needs a project: set "
+                                   "GOOGLE_CLOUD_PROJECT", uri=f"gs://{name}",
+                                   code="NoProject")
     body = json.dumps({"name": name}).encode()
     return Request(_engine.OP_POST, f"gs://{name}",
                    f"{client.base}/storage/v1/b?project={enc(project)}", data=body,
@@ -292,6 +300,9 @@ def _persisted(response: Optional[_engine.Response]) -> int:
 
 
 _MAX_RECOVERIES = 5
+#: Chunk failures worth asking the session about; anything else (the
+#: session expired, permission) ends the upload.
+_RECOVERABLE = (StorageIOError, ThrottledError, TimeoutError)
 
 
 def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
@@ -332,8 +343,11 @@ def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: b
                                          f"Content-Type: {meta['contentType']}")
         if end == size:  # the last chunk carries the whole object's hash
             chunk_headers += (f"x-goog-hash: crc32c={meta['crc32c']}",)
+        # One attempt per chunk: after a failure the session says how much
+        # it holds, and the next chunk starts there (GCS's protocol), rather
+        # than the core re-sending bytes the server may already have.
         chunk = Request(_engine.OP_PUT, parsed.raw, session, data=view[offset:end],
-                        client=client.handle,
+                        client=client.single_shot,
                         flags=_engine.F_KEEP_HEADERS | _engine.F_ACCEPT_3XX,
                         headers=chunk_headers)
         try:
@@ -341,7 +355,7 @@ def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: b
             results.raise_first()
         except GeneratorExit:
             raise
-        except StorageIOError:
+        except _RECOVERABLE:
             recoveries += 1
             if recoveries > _MAX_RECOVERIES:
                 raise
@@ -353,14 +367,20 @@ def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: b
             reply = status.response_headers(0)
             status.free()
             if reply is not None and reply.status in (200, 201):
-                return {}
+                return {"size": size}  # finished while its reply was lost
             offset = _persisted(reply)
             continue
         reply = results.response_headers(0)
         body = bytes(results.views[0])
         results.free()
         if reply is not None and reply.status in (200, 201):
-            return parse_json(body, parsed.raw) if body else {}
+            done = parse_json(body, parsed.raw) if body else {}
+            if isinstance(done, dict) and "size" in done and int(done["size"]) != size:
+                # GCS checks the CRC32C sent with the last chunk, so this
+                # means a server that does not: say so, never report success.
+                raise StorageIOError(f"GCS stored {done['size']} bytes of {size} for "
+                                     f"{parsed.raw}", uri=parsed.raw, code="SizeMismatch")
+            return done
         offset = _persisted(reply)
     raise StorageIOError(f"GCS resumable upload made no progress: {parsed.raw}", uri=parsed.raw,
                          code="UploadStalled")

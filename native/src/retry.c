@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <string.h>
+#include <strings.h>
 
 #define BUDGET_MAX 500
 #define COST_RETRY 5
@@ -84,13 +85,15 @@ s3dl_status retry_final_status(const struct attempt_outcome *o)
     const char *code = o->error_code ? o->error_code : "";
     if (s == 404 || strcmp(code, "NoSuchKey") == 0 || strcmp(code, "NoSuchBucket") == 0)
         return S3DL_E_NOT_FOUND;
+    if (code_is(code, throttling_codes)) /* GCS rate limits may come as 403 */
+        return S3DL_E_THROTTLED;
     if (s == 401 || s == 403)
         return S3DL_E_PERMISSION;
     if (s == 412 || strcmp(code, "BucketAlreadyExists") == 0 ||
         strcmp(code, "BucketAlreadyOwnedByYou") == 0 ||
         strcmp(code, "BlobAlreadyExists") == 0 ||       /* Azure create-only PUT */
         strcmp(code, "ContainerAlreadyExists") == 0 ||
-        (s == 409 && strcmp(code, "conflict") == 0))      /* GCS bucket exists */
+        (s == 409 && strcasecmp(code, "conflict") == 0))  /* GCS bucket exists */
         return S3DL_E_EXISTS; /* other 409s (BucketNotEmpty, ...) are plain HTTP errors */
     if (s == 416)
         return S3DL_E_RANGE;
