@@ -39,7 +39,7 @@ struct s3dl_engine {
     pthread_t thread;
     struct file_pool pool;
     struct http_engine http;         /* libcurl multi; engine thread only,
-                                      * except curl_multi_wakeup() */
+                                      * except http_wake() */
 
     pthread_mutex_t tags_mutex;      /* completed notify tags */
     uint64_t *tags;

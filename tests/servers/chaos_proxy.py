@@ -316,6 +316,14 @@ class ChaosProxy:
         try:
             self._loop.run_forever()
         finally:
+            # A connection accepted while stopping may still have a task:
+            # finish every task on this loop before closing it, or its
+            # clean-up would run on a closed loop (an unraisable error).
+            pending = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                self._loop.run_until_complete(asyncio.wait(pending, timeout=STOP_TIMEOUT_S / 2))
             self._loop.close()
 
     async def _open(self) -> None:
@@ -389,7 +397,10 @@ class ChaosProxy:
             if task is not None:
                 self._tasks.discard(task)
             if not writer.is_closing():
-                writer.close()
+                try:
+                    writer.close()
+                except RuntimeError:  # the loop is closing under us
+                    pass
             try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
             except (asyncio.TimeoutError, ConnectionError, OSError):
