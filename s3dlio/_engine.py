@@ -374,6 +374,19 @@ def run(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 
 # ---- asyncio ---------------------------------------------------------------
 
+def fetch_body(request: Request) -> bytes:
+    """Runs one request and returns a copy of its response body (listings,
+    metadata: small documents parsed in Python); raises its error."""
+    results, statuses, views = run([request], 1)
+    try:
+        results.raise_first(statuses)
+        return bytes(views[0])
+    finally:
+        for view in views:
+            view.release()
+        results.free()
+
+
 class _Notifier:
     """Routes completion tags from the engine's eventfd to asyncio futures.
     One per process; every event loop that awaits a batch watches the fd

@@ -581,13 +581,8 @@ def _s3_list_pages(parsed: ParsedURI, prefix: str,
     token: Optional[str] = None
     for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
         url = s3_client.list_page_url(client, parsed.bucket, prefix, token, delimiter)
-        batch, view = _run_single(Request(_engine.OP_GET, parsed.raw, url,
-                                          client=client.handle))
-        try:
-            objects, common, token = s3_client.parse_list_page(bytes(view), parsed.raw)
-        finally:
-            view.release()
-            batch.free()
+        body = _engine.fetch_body(Request(_engine.OP_GET, parsed.raw, url, client=client.handle))
+        objects, common, token = s3_client.parse_list_page(body, parsed.raw)
         yield objects, common
         if token is None:
             return

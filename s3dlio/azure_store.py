@@ -192,15 +192,8 @@ def list_pages(parsed: ParsedURI, prefix: str, delimiter: Optional[str],
     marker: Optional[str] = None
     for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
         url = list_page_url(config, container, prefix, marker, delimiter, max_results)
-        req = signed(_engine.OP_GET, parsed.raw, "GET", url, account, {})
-        results, statuses, views = _engine.run([req], 1)
-        try:
-            results.raise_first(statuses)
-            objects, prefixes, marker = parse_list_page(bytes(views[0]), parsed.raw)
-        finally:
-            for view in views:
-                view.release()
-            results.free()
+        body = _engine.fetch_body(signed(_engine.OP_GET, parsed.raw, "GET", url, account, {}))
+        objects, prefixes, marker = parse_list_page(body, parsed.raw)
         yield objects, prefixes
         if marker is None:
             return

@@ -239,16 +239,9 @@ def list_pages(parsed: ParsedURI, prefix: str, delimiter: Optional[str]) -> Iter
     token: Optional[str] = None
     for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
         url = list_page_url(client, parsed.bucket, prefix, token, delimiter)
-        results, statuses, views = _engine.run(
-            [Request(_engine.OP_GET, parsed.raw, url, client=client.handle,
-                     headers=client.auth())], 1)
-        try:
-            results.raise_first(statuses)
-            objects, prefixes, token = parse_list_page(bytes(views[0]), parsed.raw)
-        finally:
-            for view in views:
-                view.release()
-            results.free()
+        body = _engine.fetch_body(Request(_engine.OP_GET, parsed.raw, url, client=client.handle,
+                                          headers=client.auth()))
+        objects, prefixes, token = parse_list_page(body, parsed.raw)
         yield objects, prefixes
         if token is None:
             return

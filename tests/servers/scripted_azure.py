@@ -24,16 +24,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ._scripted import ScriptedServer, owned_handler, read_body
+
 SOCKET_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 64 << 20
-MAX_REQUESTS = 2_000
-STOP_TIMEOUT_S = 10.0
 ACCOUNT = "devstoreaccount1"
 # Microsoft's published emulator key: any signature is accepted here anyway.
 ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
@@ -78,22 +77,24 @@ def md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-class ScriptedAzure:
+class ScriptedAzure(ScriptedServer):
+    thread_name = "scripted-azure"
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._faults: List[Fault] = []
         self._pages: List[bytes] = []
-        self._seen: List[Seen] = []
         self.blobs: Dict[str, bytes] = {}
         self.staged: Dict[str, Dict[str, bytes]] = {}
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+
+    def handler_class(self) -> type:
+        return owned_handler(_Handler, self)
 
     # -- control -------------------------------------------------------------
     @property
     def endpoint(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/{ACCOUNT}"
+        """Path-style, as Azurite's: containers go after the account."""
+        return f"{super().endpoint}/{ACCOUNT}"
 
     def env(self) -> Dict[str, str]:
         return {"AZURE_STORAGE_ACCOUNT": ACCOUNT, "AZURE_STORAGE_KEY": ACCOUNT_KEY,
@@ -108,50 +109,10 @@ class ScriptedAzure:
         with self._lock:
             self._pages = list(pages)
 
-    @property
-    def seen(self) -> List[Seen]:
-        with self._lock:
-            return list(self._seen)
-
     def count(self, method: str) -> int:
         return sum(1 for s in self.seen if s.method == method)
 
-    def start(self) -> "ScriptedAzure":
-        owner = self
-
-        class Handler(_Handler):
-            server_owner = owner
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="scripted-azure", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT_S)
-        self._server = self._thread = None
-
-    def __enter__(self) -> "ScriptedAzure":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- called by the handler -----------------------------------------------
-    def _record(self, seen: Seen) -> bool:
-        with self._lock:
-            if len(self._seen) >= MAX_REQUESTS:
-                return False
-            self._seen.append(seen)
-            return True
-
     def _take_fault(self, method: str, comp: Optional[str]) -> Optional[Fault]:
         with self._lock:
             for fault in self._faults:
@@ -193,14 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _handle(self) -> None:
-        length_text = self.headers.get("Content-Length", "0") or "0"
-        if not length_text.isdigit() or int(length_text) > MAX_BODY_BYTES:
+        body = read_body(self, MAX_BODY_BYTES)
+        if body is None:
             self._answer(400, b"bad Content-Length", close=True)
-            return
-        length = int(length_text)
-        body = self.rfile.read(length) if length else b""
-        if len(body) != length:
-            self.close_connection = True
             return
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)

@@ -39,17 +39,17 @@ import hashlib
 import json
 import socket
 import struct
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from ._scripted import ScriptedServer
 
 _TOKEN = "tok+/= &?"  # characters a page token must be URL-encoded for
 SOCKET_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 64 << 20
 MAX_REQUESTS = 5_000
-STOP_TIMEOUT_S = 10.0
 
 
 def crc32c_b64(data: bytes) -> str:
@@ -107,14 +107,17 @@ class Session:
     done: bool = False
 
 
-class ScriptedGcs:
+class ScriptedGcs(ScriptedServer):
     """``chunk_script`` decides each chunk PUT, by its 0-based arrival index
     among chunk PUTs and its Content-Range start; ``media_faults`` are taken
     one per media GET (``"ok"``, ``"reset"`` or an HTTP status), then
     ``"ok"``."""
 
+    max_requests = MAX_REQUESTS
+    thread_name = "scripted-gcs"
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self.objects: Dict[Tuple[str, str], bytes] = {}
         self.buckets: set = set()
         self.sessions: Dict[str, Session] = {}
@@ -123,51 +126,12 @@ class ScriptedGcs:
         self.chunk_script: Callable[[int, int], Chunk] = lambda index, start: Chunk()
         self.media_faults: Deque = collections.deque()
         self.violations: List[str] = []
-        self._seen: List[Seen] = []
         self._chunks = 0
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
 
-    @property
-    def endpoint(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def seen(self) -> List[Seen]:
-        with self._lock:
-            return list(self._seen)
-
-    def kinds(self) -> List[str]:
-        return [s.kind for s in self.seen]
-
-    def start(self) -> "ScriptedGcs":
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT_S)
-
-    def __enter__(self) -> "ScriptedGcs":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler_class(self) -> type:
+        return _handler(self)
 
     # -- called by the handler, under no lock unless said ------------------
-    def _record(self, seen: Seen) -> int:
-        with self._lock:
-            self._seen.append(seen)
-            return len(self._seen)
-
     def _next_chunk(self, start: int) -> Chunk:
         with self._lock:
             index = self._chunks
@@ -244,10 +208,9 @@ def _handler(owner: ScriptedGcs):
             split = urlsplit(self.path)
             query = parse_qs(split.query, keep_blank_values=True)
             body = self._body() if self.command in ("POST", "PUT") else b""
-            count = owner._record(Seen(self.command, unquote(split.path), query,
-                                       {k.lower(): v for k, v in self.headers.items()},
-                                       len(body)))
-            if count > MAX_REQUESTS:
+            if not owner._record(Seen(self.command, unquote(split.path), query,
+                                      {k.lower(): v for k, v in self.headers.items()},
+                                      len(body))):
                 return self._error(503, "request cap reached")
             parts = split.path.split("/")
             if split.path.startswith("/upload/storage/v1/b/") and self.command == "POST":

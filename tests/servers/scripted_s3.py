@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ._scripted import ScriptedServer, owned_handler, read_body
+
 SOCKET_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 64 << 20
-MAX_REQUESTS = 2_000
-STOP_TIMEOUT_S = 10.0
 UPLOAD_ID = "scripted-upload-0001"
 _NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 
@@ -87,69 +86,21 @@ class _Script:
     then: Reply = field(default_factory=error_in_200)
 
 
-class ScriptedS3:
+class ScriptedS3(ScriptedServer):
+    thread_name = "scripted-s3"
+
     def __init__(self, complete_replies: Iterable[Reply] = (),
                  then: Optional[Reply] = None) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._script = _Script(collections.deque(complete_replies), then or error_in_200())
-        self._seen: List[Seen] = []
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
 
-    # -- control -------------------------------------------------------------
-    @property
-    def endpoint(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def handler_class(self) -> type:
+        return owned_handler(_Handler, self)
 
     def env(self) -> Dict[str, str]:
         """Variables pointing s3dlio here; any credentials are accepted."""
         return {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": "AKIDSCRIPTED",
                 "AWS_SECRET_ACCESS_KEY": "scripted-secret", "AWS_REGION": "us-east-1"}
-
-    @property
-    def seen(self) -> List[Seen]:
-        with self._lock:
-            return list(self._seen)
-
-    def kinds(self) -> List[str]:
-        return [s.kind for s in self.seen]
-
-    def start(self) -> "ScriptedS3":
-        owner = self
-
-        class Handler(_Handler):
-            server_owner = owner
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="scripted-s3", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT_S)
-        self._server = self._thread = None
-
-    def __enter__(self) -> "ScriptedS3":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- called by the handler -----------------------------------------------
-    def _record(self, seen: Seen) -> bool:
-        with self._lock:
-            if len(self._seen) >= MAX_REQUESTS:
-                return False
-            self._seen.append(seen)
-            return True
 
     def _complete_reply(self) -> Reply:
         with self._lock:
@@ -179,14 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
 
     def _handle(self) -> None:
-        length_text = self.headers.get("Content-Length", "0") or "0"
-        if not length_text.isdigit() or int(length_text) > MAX_BODY_BYTES:
+        body = read_body(self, MAX_BODY_BYTES)
+        if body is None:
             self._answer(Reply(400, b"bad Content-Length"), close=True)
-            return
-        length = int(length_text)
-        body = self.rfile.read(length) if length else b""
-        if len(body) != length:
-            self.close_connection = True
             return
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
