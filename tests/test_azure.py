@@ -275,6 +275,19 @@ def test_sas_signed_with_another_key_is_rejected(container, env):
         s3dlio.get(container.blob("k"))
 
 
+def test_expired_sas_is_refused_without_leaking_it(container, env):
+    s3dlio.put(container.blob("k"), b"v")
+    now = dt.datetime.now(dt.timezone.utc)
+    url = azure_auth.sas_url(azure_auth.current(ACCOUNT), container.name, "k", "r",
+                             now - dt.timedelta(minutes=5), start=now - dt.timedelta(hours=1))
+    token = url.split("?", 1)[1]
+    _sas_only(env, token)
+    with pytest.raises(s3dlio.PermissionDeniedError) as info:
+        s3dlio.get(container.blob("k"))
+    signature = dict(p.split("=", 1) for p in token.split("&"))["sig"]
+    assert signature not in str(info.value) and signature not in repr(info.value)
+
+
 def test_no_credentials_is_anonymous_and_refused(container, env):
     s3dlio.put(container.blob("k"), b"v")
     env.delenv("AZURE_STORAGE_KEY")

@@ -82,7 +82,6 @@ static int64_t now_ns(void)
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)easy;
-    (void)socketp;
     struct http_engine *http = userp;
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(http->epoll_fd, EPOLL_CTL_DEL, fd, NULL); /* may be closed already */
@@ -93,9 +92,17 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         ev.events |= EPOLLIN;
     if (what & CURL_POLL_OUT)
         ev.events |= EPOLLOUT;
-    if (epoll_ctl(http->epoll_fd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT &&
-        epoll_ctl(http->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    /* socketp is what we assigned when adding: non-NULL means "in the set"
+     * (libcurl forgets it on REMOVE), so each change is one syscall. */
+    if (socketp) {
+        if (epoll_ctl(http->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0)
+            return 0;
+        if (errno != ENOENT)
+            return -1;
+    }
+    if (epoll_ctl(http->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
         return -1; /* libcurl fails the transfers of this socket */
+    curl_multi_assign(http->multi, fd, http);
     return 0;
 }
 
