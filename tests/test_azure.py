@@ -654,7 +654,8 @@ def _scripted_blob(server, key: str, data: bytes) -> str:
     return f"az://{ACCOUNT}/ctr/{key}"
 
 
-def test_azurite_content_md5_is_verified_on_whole_gets(container):
+def test_azurite_content_md5_is_verified_on_whole_gets(container, env):
+    env.setenv("S3DLIO_AZURE_CONTENT_MD5", "both")
     data = os.urandom(5000)
     s3dlio.put(container.blob("md5"), data)
     props = container.client.get_blob_client("md5").get_blob_properties()
@@ -662,8 +663,9 @@ def test_azurite_content_md5_is_verified_on_whole_gets(container):
     assert s3dlio.get(container.blob("md5")) == data
 
 
-def test_wrong_content_md5_raises_checksum_mismatch(scripted):
+def test_wrong_content_md5_raises_checksum_mismatch(scripted, env):
     from servers.scripted_azure import Fault
+    env.setenv("S3DLIO_AZURE_CONTENT_MD5", "both")
     uri = _scripted_blob(scripted, "bad", b"payload")
     scripted.add_fault(Fault(wrong_md5=True, uses=-1))
     with pytest.raises(s3dlio.ChecksumMismatchError) as info:
@@ -676,8 +678,9 @@ def test_wrong_content_md5_raises_checksum_mismatch(scripted):
     assert s3dlio.get_range(uri, 3) == b"load"
 
 
-def test_one_wrong_content_md5_then_good_bytes(scripted):
+def test_one_wrong_content_md5_then_good_bytes(scripted, env):
     from servers.scripted_azure import Fault
+    env.setenv("S3DLIO_AZURE_CONTENT_MD5", "1")
     data = os.urandom(100_000)
     uri = _scripted_blob(scripted, "flaky", data)
     scripted.add_fault(Fault(wrong_md5=True, uses=1))
@@ -685,8 +688,30 @@ def test_one_wrong_content_md5_then_good_bytes(scripted):
     assert scripted.count("GET") == 2
 
 
-def test_get_into_checks_content_md5(scripted):
+def test_downloads_skip_the_md5_check_by_default(scripted):
+    # The default ("upload") sends Content-MD5 on writes only, as the Azure
+    # SDKs do: MD5 on the engine thread would cap reads near 700 MB/s.
     from servers.scripted_azure import Fault
+    uri = _scripted_blob(scripted, "unchecked", b"payload")
+    scripted.add_fault(Fault(wrong_md5=True, uses=-1))
+    assert s3dlio.get(uri) == b"payload"
+    assert scripted.count("GET") == 1
+
+
+@pytest.mark.parametrize("mode,sent", [("off", False), ("upload", True), ("both", True)])
+def test_uploads_carry_content_md5_unless_off(scripted, env, mode, sent):
+    env.setenv("S3DLIO_AZURE_CONTENT_MD5", mode)
+    s3dlio.put(f"az://{ACCOUNT}/ctr/m", b"x" * 100)
+    (put,) = [s for s in scripted.seen if s.method == "PUT"]
+    assert ("content-md5" in {k.lower() for k in put.headers}) is sent
+    if sent:
+        assert {k.lower(): v for k, v in put.headers.items()}["content-md5"] == \
+            base64.b64encode(_md5(b"x" * 100)).decode()
+
+
+def test_get_into_checks_content_md5(scripted, env):
+    from servers.scripted_azure import Fault
+    env.setenv("S3DLIO_AZURE_CONTENT_MD5", "both")
     uri = _scripted_blob(scripted, "into", b"0123456789")
     scripted.add_fault(Fault(wrong_md5=True, uses=-1))
     with pytest.raises(s3dlio.ChecksumMismatchError):
