@@ -27,6 +27,9 @@ from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
                      StorageIOError, ThrottledError, TimeoutError, UnsupportedError)
 from .mp_get import mp_get
 from .transfer import download, upload
+from .writer import (PyObjectWriter, PyWriterOptions, create_azure_writer,
+                     create_direct_filesystem_writer, create_filesystem_writer, create_gcs_writer,
+                     create_s3_writer, create_writer)
 
 __version__ = "0.1.0"
 if __version__ != _native_version():  # the package and the core ship together
@@ -41,6 +44,8 @@ __all__ = [
     "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
     "stat_async", "stat_many_async", "exists_async",
     "get_object", "stat_object", "list_objects",
+    "PyWriterOptions", "PyObjectWriter", "create_writer", "create_s3_writer", "create_gcs_writer",
+    "create_azure_writer", "create_filesystem_writer", "create_direct_filesystem_writer",
     "S3dlioError", "NotFoundError", "InvalidArgumentError", "InvalidURIError", "PermissionDeniedError",
     "AlreadyExistsError", "TimeoutError", "ChecksumMismatchError", "ThrottledError",
     "IsADirectoryError", "NotADirectoryError", "NoSpaceError", "InvalidRangeError",

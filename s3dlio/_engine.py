@@ -353,22 +353,46 @@ def _build(requests: Sequence[Request], max_in_flight: int,
     return batches
 
 
+class Pending:
+    """Requests submitted and running; ``finish()`` waits for them.  Lets a
+    caller keep working (a writer filling its next part) while they run."""
+
+    def __init__(self, requests: Sequence[Request], max_in_flight: int,
+                 timeout_ms: int = 0) -> None:
+        self.requests = requests
+        self._batches = _build(requests, max_in_flight, timeout_ms)
+        try:
+            for batch, _ in self._batches:
+                batch.submit()
+        except BaseException:
+            self.cancel()
+            raise
+
+    def done(self) -> bool:
+        return all(lib.s3dl_batch_done(batch.ptr) for batch, _ in self._batches)
+
+    def finish(self) -> Results:
+        """Waits (GIL released) and returns the results; the caller frees them."""
+        try:
+            for batch, _ in self._batches:
+                batch.wait()
+        except BaseException:
+            self.cancel()
+            raise
+        return _collect(self.requests, self._batches)
+
+    def cancel(self) -> None:
+        """Cancels what has not finished and frees everything."""
+        for batch, _ in self._batches:
+            batch.free()  # cancels and waits for a running batch first
+        _logbridge.drain()
+
+
 def run(requests: Sequence[Request], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         timeout_ms: int = 0) -> tuple[Results, list[int], list[BytesView]]:
     """Runs requests to completion (GIL released while waiting).  Returns the
     results (the caller frees them), statuses and views in input order."""
-    batches = _build(requests, max_in_flight, timeout_ms)
-    try:
-        for batch, _ in batches:
-            batch.submit()
-        for batch, _ in batches:
-            batch.wait()
-    except BaseException:
-        for batch, _ in batches:
-            batch.free()
-        _logbridge.drain()
-        raise
-    results = _collect(requests, batches)
+    results = Pending(requests, max_in_flight, timeout_ms).finish()
     return results, results.statuses, results.views
 
 

@@ -266,27 +266,22 @@ def _block_id(upload: str, n: int) -> str:
     return base64.b64encode(f"{upload}-{n:08d}".encode()).decode()
 
 
-def block_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
-    """Put Block for every block in parallel, then Put Block List.  Blocks
-    never committed are discarded by the service (after a week), so a
-    failure leaves nothing visible under the name."""
+def block_request(parsed: ParsedURI, upload: str, number: int, piece: Any) -> Request:
+    """Put Block ``number`` of the upload named ``upload`` (random, per upload)."""
     account, container = split(parsed)
-    config = azure_auth.current(account)
-    url = config.blob_url(container, parsed.key)
-    view = memoryview(data).cast("B")
-    size = len(view)
-    step = max(block_size(), -(-size // 50_000))
-    slices = [view[o:o + step] for o in range(0, size, step)] or [view[:0]]
-    upload = os.urandom(12).hex()
-    ids = [_block_id(upload, n) for n in range(len(slices))]
-    blocks = [signed(_engine.OP_PUT, parsed.raw, "PUT",
-                     f"{url}?comp=block&blockid={quote(block_id, safe='')}", account,
-                     {"Content-MD5": md5_b64(piece)} if content_md5_enabled() else {},
-                     data=piece)
-              for block_id, piece in zip(ids, slices)]
-    results = yield blocks
-    results.raise_first()
-    results.free()
+    url = azure_auth.current(account).blob_url(container, parsed.key)
+    block_id = _block_id(upload, number)
+    return signed(_engine.OP_PUT, parsed.raw, "PUT",
+                  f"{url}?comp=block&blockid={quote(block_id, safe='')}", account,
+                  {"Content-MD5": md5_b64(piece)} if content_md5_enabled() else {}, data=piece)
+
+
+def commit_request(parsed: ParsedURI, upload: str, count: int, headers: tuple,
+                   create_only: bool) -> Request:
+    """Put Block List of blocks 0..count-1, in order: the blob appears whole."""
+    account, container = split(parsed)
+    url = azure_auth.current(account).blob_url(container, parsed.key)
+    ids = [_block_id(upload, n) for n in range(count)]
     body = ("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>"
             + "".join(f"<Latest>{escape(i)}</Latest>" for i in ids) + "</BlockList>").encode()
     commit_headers = {"Content-Type": "application/xml",
@@ -296,10 +291,33 @@ def block_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool)
                           if not h.lower().startswith("content-type:"))
     if create_only:
         commit_headers["If-None-Match"] = "*"
-    results = yield [signed(_engine.OP_PUT, parsed.raw, "PUT", f"{url}?comp=blocklist", account,
-                            commit_headers, data=body)]
+    return signed(_engine.OP_PUT, parsed.raw, "PUT", f"{url}?comp=blocklist", account,
+                  commit_headers, data=body)
+
+
+def committed_etag(results: _engine.Results) -> str:
     results.raise_first()
     stat = results.stat(0)
     etag = ffi.string(stat.etag).decode() if stat is not None else ""
     results.free()
     return etag
+
+
+def new_upload() -> str:
+    return os.urandom(12).hex()
+
+
+def block_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
+    """Put Block for every block in parallel, then Put Block List.  Blocks
+    never committed are discarded by the service (after a week), so a
+    failure leaves nothing visible under the name."""
+    view = memoryview(data).cast("B")
+    size = len(view)
+    step = max(block_size(), -(-size // 50_000))
+    slices = [view[o:o + step] for o in range(0, size, step)] or [view[:0]]
+    upload = new_upload()
+    results = yield [block_request(parsed, upload, n, piece) for n, piece in enumerate(slices)]
+    results.raise_first()
+    results.free()
+    return committed_etag((yield [commit_request(parsed, upload, len(slices), headers,
+                                                 create_only)]))

@@ -296,24 +296,26 @@ _MAX_RECOVERIES = 5
 _RECOVERABLE = (StorageIOError, ThrottledError, TimeoutError)
 
 
-def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
-    """A resumable upload: start a session, send chunks in order; after a
-    chunk fails, ask the session how much it holds and go on from there
-    (at most five recoveries).  Returns the object's metadata dict."""
+def session_start_request(parsed: ParsedURI, headers: tuple, create_only: bool,
+                          size: Optional[int] = None, crc: Optional[str] = None) -> Request:
+    """Starts a resumable session.  A streaming writer knows neither the
+    size nor the CRC32C yet; it sends the hash with the last chunk."""
     client = current()
-    view = memoryview(data).cast("B")
-    size = len(view)
-    meta = {"name": parsed.key, "contentType": content_type(parsed.key),
-            "crc32c": crc32c_b64(view)}
-    start = Request(_engine.OP_POST, parsed.raw,
-                    client.upload_url(parsed.bucket, parsed.key, "resumable", create_only),
-                    data=json.dumps(meta).encode(), client=client.handle,
-                    flags=_engine.F_KEEP_HEADERS,
-                    headers=headers + client.auth() + (
-                        "Content-Type: application/json; charset=UTF-8",
-                        f"X-Upload-Content-Type: {meta['contentType']}",
-                        f"X-Upload-Content-Length: {size}"))
-    results = yield [start]
+    meta = {"name": parsed.key, "contentType": content_type(parsed.key)}
+    extra = (f"X-Upload-Content-Length: {size}",) if size is not None else ()
+    if crc is not None:
+        meta["crc32c"] = crc
+    return Request(_engine.OP_POST, parsed.raw,
+                   client.upload_url(parsed.bucket, parsed.key, "resumable", create_only),
+                   data=json.dumps(meta).encode(), client=client.handle,
+                   flags=_engine.F_KEEP_HEADERS,
+                   headers=headers + client.auth() + (
+                       "Content-Type: application/json; charset=UTF-8",
+                       f"X-Upload-Content-Type: {meta['contentType']}") + extra)
+
+
+def session_uri(parsed: ParsedURI, results: _engine.Results) -> str:
+    """The session URI from a start request's reply (freed here)."""
     results.raise_first()
     response = results.response_headers(0)
     results.free()
@@ -321,26 +323,46 @@ def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: b
     if not session:
         raise StorageIOError(f"GCS started no resumable session (no Location): {parsed.raw}",
                              uri=parsed.raw, code="MalformedReply")
+    return session
+
+
+def chunk_request(parsed: ParsedURI, session: str, piece: Any, offset: int,
+                  total: Optional[int], crc: Optional[str]) -> Request:
+    """One chunk PUT of a resumable session: ``total`` is None while the
+    size is unknown (a streaming writer); the last chunk carries the whole
+    object's CRC32C, which GCS checks.  One attempt: after a failure the
+    session says how much it holds (GCS's protocol), rather than the core
+    re-sending bytes the server may already have."""
+    client = current()
+    length = memoryview(piece).nbytes
+    size = "*" if total is None else str(total)
+    content_range = (f"bytes {offset}-{offset + length - 1}/{size}" if length
+                     else f"bytes */{size}")
+    # fake-gcs-server takes a chunk's Content-Type as the object's.
+    headers = client.auth() + (f"Content-Range: {content_range}",
+                               f"Content-Type: {content_type(parsed.key)}")
+    if crc is not None:
+        headers += (f"x-goog-hash: crc32c={crc}",)
+    return Request(_engine.OP_PUT, parsed.raw, session, data=piece, client=client.single_shot,
+                   flags=_engine.F_KEEP_HEADERS | _engine.F_ACCEPT_3XX, headers=headers)
+
+
+def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
+    """A resumable upload: start a session, send chunks in order; after a
+    chunk fails, ask the session how much it holds and go on from there
+    (at most five recoveries).  Returns the object's metadata dict."""
+    client = current()
+    view = memoryview(data).cast("B")
+    size = len(view)
+    crc = crc32c_b64(view)
+    session = session_uri(parsed, (yield [session_start_request(parsed, headers, create_only,
+                                                                size, crc)]))
     step = chunk_size()
     offset, recoveries = 0, 0
     for _round in range(size // CHUNK_QUANTUM + 2 * _MAX_RECOVERIES + 2):  # bounded
         end = min(offset + step, size)
-        if size == 0:
-            content_range = "bytes */0"
-        else:
-            content_range = f"bytes {offset}-{end - 1}/{size}"
-        # fake-gcs-server takes a chunk's Content-Type as the object's.
-        chunk_headers = client.auth() + (f"Content-Range: {content_range}",
-                                         f"Content-Type: {meta['contentType']}")
-        if end == size:  # the last chunk carries the whole object's hash
-            chunk_headers += (f"x-goog-hash: crc32c={meta['crc32c']}",)
-        # One attempt per chunk: after a failure the session says how much
-        # it holds, and the next chunk starts there (GCS's protocol), rather
-        # than the core re-sending bytes the server may already have.
-        chunk = Request(_engine.OP_PUT, parsed.raw, session, data=view[offset:end],
-                        client=client.single_shot,
-                        flags=_engine.F_KEEP_HEADERS | _engine.F_ACCEPT_3XX,
-                        headers=chunk_headers)
+        chunk = chunk_request(parsed, session, view[offset:end], offset, size,
+                              crc if end == size else None)
         try:
             results = yield [chunk]
             results.raise_first()

@@ -7,7 +7,7 @@ synchronously and ``upload_async`` from an event loop."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, List
 from xml.sax.saxutils import escape
 
 from . import _engine, s3_client
@@ -42,81 +42,112 @@ def part_size_for(size: int) -> int:
     return part
 
 
-def _crc32c_b64(view: memoryview) -> str:
+def crc32c_b64(view: memoryview) -> str:
     import base64
     crc = lib.s3dl_crc32c(0, ffi.from_buffer(view), len(view))
     return base64.b64encode(crc.to_bytes(4, "big")).decode()
 
 
-def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
-    client = s3_client.current()
-    url = client.object_url(parsed.bucket, parsed.key)
-    view = memoryview(data).cast("B")
-    size = len(view)
-    part = part_size_for(size)
+class Upload:
+    """The requests and replies of one multipart upload, for a caller that
+    sequences them: ``_steps`` (an object in memory) or a streaming writer."""
 
-    results = yield [Request(_engine.OP_POST, parsed.raw, url + "?uploads=", data=b"",
-                             client=client.handle,
-                             headers=headers + ("x-amz-checksum-algorithm: CRC32C",))]
-    results.raise_first()
-    root = s3_client.parse_xml(bytes(results.views[0]), parsed.raw)
-    upload_id = s3_client.text(root, "UploadId")
-    results.free()
-    if not upload_id:
-        raise StorageIOError(f"CreateMultipartUpload returned no UploadId: {parsed.raw}",
-                             uri=parsed.raw, code="MalformedReply")
-    upload_query = f"uploadId={s3_client.encode_query(upload_id)}"
-    try:
-        slices = [view[offset:offset + part] for offset in range(0, size, part)] or [view[:0]]
-        # Each part's CRC-32C is computed once: sent with the part (so the
-        # core does not hash it again) and listed in the completion.
-        checksums = [_crc32c_b64(piece) for piece in slices]
-        parts = [Request(_engine.OP_PUT, parsed.raw,
-                         f"{url}?partNumber={n}&{upload_query}", data=piece,
-                         client=client.handle,
-                         headers=(f"x-amz-checksum-crc32c: {crc}",
-                                  "x-amz-sdk-checksum-algorithm: CRC32C"))
-                 for n, (piece, crc) in enumerate(zip(slices, checksums), start=1)]
-        results = yield parts
+    def __init__(self, parsed: ParsedURI) -> None:
+        self.parsed = parsed
+        self.client = s3_client.current()
+        self.url = self.client.object_url(parsed.bucket, parsed.key)
+        self.query = ""  # uploadId=..., once started
+
+    def _request(self, op: int, url: str, **kw: Any) -> Request:
+        return Request(op, self.parsed.raw, url, client=self.client.handle, **kw)
+
+    def start_request(self, headers: tuple) -> Request:
+        return self._request(_engine.OP_POST, self.url + "?uploads=", data=b"",
+                             headers=headers + ("x-amz-checksum-algorithm: CRC32C",))
+
+    def take_upload_id(self, results: _engine.Results) -> None:
+        """Reads CreateMultipartUpload's reply (and frees it)."""
         results.raise_first()
-        # Copy each ETag out now: a field of a native struct does not keep
-        # the struct alive.
-        etags = []
-        for i in range(len(parts)):
-            stat = results.stat(i)  # keep the struct alive while copying its field
-            etags.append(ffi.string(stat.etag).decode())
+        root = s3_client.parse_xml(bytes(results.views[0]), self.parsed.raw)
+        upload_id = s3_client.text(root, "UploadId")
         results.free()
-        missing = [n for n, etag in enumerate(etags, start=1) if not etag]
+        if not upload_id:
+            raise StorageIOError(f"CreateMultipartUpload returned no UploadId: "
+                                 f"{self.parsed.raw}", uri=self.parsed.raw,
+                                 code="MalformedReply")
+        self.query = f"uploadId={s3_client.encode_query(upload_id)}"
+
+    def part_request(self, number: int, piece: Any, crc: str) -> Request:
+        # The part's CRC-32C is computed once by the caller: sent with the
+        # part (so the core does not hash it again) and listed at completion.
+        return self._request(_engine.OP_PUT, f"{self.url}?partNumber={number}&{self.query}",
+                             data=piece, headers=(f"x-amz-checksum-crc32c: {crc}",
+                                                  "x-amz-sdk-checksum-algorithm: CRC32C"))
+
+    def part_etags(self, results: _engine.Results, first: int) -> List[str]:
+        """ETags of finished UploadPart requests numbered from ``first``
+        (the results are freed)."""
+        results.raise_first()
+        etags = []
+        for i in range(len(results.requests)):
+            stat = results.stat(i)  # keep the struct alive while copying its field
+            etags.append(ffi.string(stat.etag).decode() if stat is not None else "")
+        results.free()
+        missing = [first + n for n, etag in enumerate(etags) if not etag]
         if missing:
-            raise StorageIOError(f"UploadPart {missing[0]} returned no ETag: {parsed.raw}",
-                                 uri=parsed.raw, code="MalformedReply")
+            raise StorageIOError(f"UploadPart {missing[0]} returned no ETag: {self.parsed.raw}",
+                                 uri=self.parsed.raw, code="MalformedReply")
+        return etags
+
+    def complete_request(self, etags: List[str], checksums: List[str],
+                         create_only: bool) -> Request:
         body = "".join(
             f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}"
             f"</ETag><ChecksumCRC32C>{crc}</ChecksumCRC32C></Part>"
             for n, (etag, crc) in enumerate(zip(etags, checksums), start=1))
         xml = (f'<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
                f"{body}</CompleteMultipartUpload>").encode()
-        complete_headers: tuple[str, ...] = ("Content-Type: application/xml",)
+        headers: tuple[str, ...] = ("Content-Type: application/xml",)
         if create_only:
-            complete_headers += ("If-None-Match: *",)
-        results = yield [Request(_engine.OP_POST, parsed.raw, f"{url}?{upload_query}",
-                                 data=xml, client=client.handle, headers=complete_headers)]
+            headers += ("If-None-Match: *",)
+        return self._request(_engine.OP_POST, f"{self.url}?{self.query}", data=xml,
+                             headers=headers)
+
+    def completed_etag(self, results: _engine.Results) -> str:
+        """Checks CompleteMultipartUpload's reply (a 200 may hold an error)."""
         results.raise_first()
-        root = s3_client.parse_xml(bytes(results.views[0]), parsed.raw)
+        root = s3_client.parse_xml(bytes(results.views[0]), self.parsed.raw)
         results.free()
         etag = s3_client.text(root, "ETag")
         if not root.tag.endswith("CompleteMultipartUploadResult") or not etag:
             raise StorageIOError(f"CompleteMultipartUpload answered 200 without a result "
-                                 f"(<{root.tag}>): {parsed.raw}", uri=parsed.raw,
+                                 f"(<{root.tag}>): {self.parsed.raw}", uri=self.parsed.raw,
                                  code="MalformedReply")
         return etag
+
+    def abort_request(self) -> Request:
+        return self._request(_engine.OP_DELETE, f"{self.url}?{self.query}")
+
+
+def _steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
+    upload = Upload(parsed)
+    view = memoryview(data).cast("B")
+    size = len(view)
+    part = part_size_for(size)
+    upload.take_upload_id((yield [upload.start_request(headers)]))
+    try:
+        slices = [view[offset:offset + part] for offset in range(0, size, part)] or [view[:0]]
+        checksums = [crc32c_b64(piece) for piece in slices]
+        etags = upload.part_etags((yield [upload.part_request(n, piece, crc) for n, (piece, crc)
+                                          in enumerate(zip(slices, checksums), start=1)]), 1)
+        return upload.completed_etag(
+            (yield [upload.complete_request(etags, checksums, create_only)]))
     except GeneratorExit:
         raise  # abandoned by its driver: nothing may be yielded any more
     except BaseException:
         # Abort so the parts stop costing storage; a failed abort is logged
         # by the caller's error, not hidden: the original error wins.
-        abort = yield [Request(_engine.OP_DELETE, parsed.raw, f"{url}?{upload_query}",
-                               client=client.handle)]
+        abort = yield [upload.abort_request()]
         abort.free()
         raise
 

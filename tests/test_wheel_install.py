@@ -38,3 +38,8 @@ print("ok")
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+    # The command-line tool ships in the wheel too.
+    cli = subprocess.run([sys.executable, "-m", "s3dlio", "ls", f"file://{tmp_path}/"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert f"file://{tmp_path}/w.bin" in cli.stdout

@@ -868,7 +868,10 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
             outcome.curl_code = CURLE_PARTIAL_FILE;
         } else {
             retry_budget_refund(&client->retry_tokens);
-            if (item->op == S3DL_OP_GET || item->op == S3DL_OP_POST) {
+            /* GET and POST bodies are the result; so is a PUT's when the
+             * service sends one (a GCS resumable upload's object JSON). */
+            if (item->op == S3DL_OP_GET || item->op == S3DL_OP_POST ||
+                (item->op == S3DL_OP_PUT && t->buf && t->len)) {
                 if (item->dest) {
                     item->alloc = NULL; /* the caller's memory */
                     item->result = item->dest;
@@ -882,10 +885,10 @@ int http_finish(struct http_engine *http, CURL *easy, CURLcode code, struct s3dl
                 if (item->op == S3DL_OP_GET)
                     atomic_fetch_add_explicit(&http->counters->bytes_read, item->result_len,
                                               memory_order_relaxed);
-            } else if (item->op == S3DL_OP_PUT) {
+            }
+            if (item->op == S3DL_OP_PUT)
                 atomic_fetch_add_explicit(&http->counters->bytes_written, item->data_len,
                                           memory_order_relaxed);
-            }
             if (item->op == S3DL_OP_GET || item->op == S3DL_OP_STAT ||
                 item->op == S3DL_OP_PUT)
                 fill_stat(item, t);

@@ -1,0 +1,57 @@
+"""cat and rm."""
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, Optional
+
+import s3dlio
+
+from . import uris
+from .output import show_progress
+from .progress import bar
+
+#: ``cat`` reads in ranges of this size, so memory stays flat for any object.
+CAT_CHUNK = 8 << 20
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    for text in args.uris:
+        _cat_one(uris.from_arg(text, local_ok=False), args.offset, args.length, out)
+    out.flush()
+    return 0
+
+
+def _cat_one(uri: str, offset: int, length: Optional[int], out: BinaryIO) -> None:
+    """Ranged reads until a short one: no ``stat`` first, one request for an
+    object under ``CAT_CHUNK``."""
+    remaining = length
+    while remaining is None or remaining > 0:
+        want = CAT_CHUNK if remaining is None else min(CAT_CHUNK, remaining)
+        with s3dlio.get_range(uri, offset, want) as view:
+            out.write(view)
+            got = len(view)
+        offset += got
+        if remaining is not None:
+            remaining -= got
+        if got < want:
+            return
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    uri = uris.from_arg(args.uri, local_ok=False)
+    if args.pattern is None:
+        s3dlio.delete(uri, recursive=args.recursive)
+        return 0
+    if not args.recursive:
+        raise s3dlio.InvalidArgumentError("--pattern needs -r")
+    # delete() takes no pattern: list the matches, then delete each one.
+    targets = [u for u in s3dlio.list(uri, recursive=True, pattern=args.pattern)
+               if not u.endswith("/")]
+    with bar(show_progress(args), len(targets), "rm") as progress, \
+            ThreadPoolExecutor(max_workers=args.max_in_flight) as pool:
+        for _ in pool.map(s3dlio.delete, targets):
+            progress.update(1)
+    return 0
