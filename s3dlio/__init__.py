@@ -26,7 +26,7 @@ from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
                      NotADirectoryError, NotFoundError, PermissionDeniedError, S3dlioError,
                      StorageIOError, ThrottledError, TimeoutError, UnsupportedError)
 from .mp_get import mp_get
-from .reader import open
+from .reader import open  # s3dlio.open; kept out of __all__ so `import *` never hides the builtin
 from .transfer import download, upload
 from .writer import (PyObjectWriter, PyWriterOptions, create_azure_writer,
                      create_direct_filesystem_writer, create_filesystem_writer, create_gcs_writer,
@@ -45,7 +45,7 @@ __all__ = [
     "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
     "stat_async", "stat_many_async", "exists_async",
     "get_object", "stat_object", "list_objects",
-    "open", "PyWriterOptions", "PyObjectWriter", "create_writer", "create_s3_writer", "create_gcs_writer",
+    "PyWriterOptions", "PyObjectWriter", "create_writer", "create_s3_writer", "create_gcs_writer",
     "create_azure_writer", "create_filesystem_writer", "create_direct_filesystem_writer",
     "S3dlioError", "NotFoundError", "InvalidArgumentError", "InvalidURIError", "PermissionDeniedError",
     "AlreadyExistsError", "TimeoutError", "ChecksumMismatchError", "ThrottledError",

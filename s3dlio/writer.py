@@ -255,7 +255,7 @@ class PyObjectWriter:
         self._stored += len(part)
         self._current = None
         self._fill = 0
-        while len(self._inflight) >= self._limit and not self._sink.sequential:
+        while len(self._inflight) > self._limit:
             self._collect_oldest()
 
     def _collect_oldest(self) -> None:
