@@ -165,11 +165,26 @@ def zstd_cases(args: argparse.Namespace, pool: str, target: str) -> list:
             Case(peer, "zstd", "peer", dict(spec, case="zstandard"))]
 
 
-def run_rounds(cases: list, reps: int, one: Any) -> None:
-    """`reps` rounds of every case, the order rotated each round."""
+def rotated(cases: list, r: int) -> list:
+    k = r % len(cases)
+    return cases[k:] + cases[:k]
+
+
+def pairs_alternated(cases: list, r: int) -> list:
+    """Each (writer, dd) pair back to back, which one goes first swapped
+    every round: on a virtual disk the first write after a pause can be
+    much slower than the next one, so neither side may always go first."""
+    out = []
+    for i in range(0, len(cases), 2):
+        pair = cases[i:i + 2]
+        out += pair[::-1] if r % 2 else pair
+    return out
+
+
+def run_rounds(cases: list, reps: int, one: Any, order: Any = rotated) -> None:
+    """`reps` rounds of every case, in `order(cases, round)`."""
     for r in range(reps):
-        k = r % len(cases)
-        for case in cases[k:] + cases[:k]:
+        for case in order(cases, r):
             t0 = time.perf_counter()
             sample = one(case)
             case.samples.append(sample)
@@ -250,7 +265,12 @@ def run_file(args: argparse.Namespace, cases: list, run_dir: str, target: str) -
             remove(target)
         return sample
 
-    run_rounds(cases, args.reps, one)
+    # One untimed dd of the same size first: the first large write after a
+    # quiet spell runs slower on a virtual disk, whoever makes it.
+    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=4M",
+                    f"count={args.file_size // DD_BLOCK}"], capture_output=True, check=True)
+    remove(target)
+    run_rounds(cases, args.reps, one, order=pairs_alternated)
     os.sync()
 
 

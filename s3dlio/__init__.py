@@ -26,6 +26,7 @@ from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
                      NotADirectoryError, NotFoundError, PermissionDeniedError, S3dlioError,
                      StorageIOError, ThrottledError, TimeoutError, UnsupportedError)
 from .mp_get import mp_get
+from .oplog import finalize_op_log, init_op_log, is_op_log_active, op_log_stats
 from .reader import open  # s3dlio.open; kept out of __all__ so `import *` never hides the builtin
 from .transfer import download, upload
 from .writer import (PyObjectWriter, PyWriterOptions, create_azure_writer,
@@ -45,6 +46,7 @@ __all__ = [
     "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
     "stat_async", "stat_many_async", "exists_async",
     "get_object", "stat_object", "list_objects",
+    "init_op_log", "finalize_op_log", "is_op_log_active", "op_log_stats",
     "PyWriterOptions", "PyObjectWriter", "create_writer", "create_s3_writer", "create_gcs_writer",
     "create_azure_writer", "create_filesystem_writer", "create_direct_filesystem_writer",
     "S3dlioError", "NotFoundError", "InvalidArgumentError", "InvalidURIError", "PermissionDeniedError",

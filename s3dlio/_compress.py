@@ -84,7 +84,7 @@ def make(kind: str, level: Optional[int] = None) -> Compressor:
         raise InvalidArgumentError(f"compression must be one of {', '.join(KINDS)}, "
                                    f"not {kind!r}", code="InvalidCompression")
     level = _DEFAULT_LEVEL[kind] if level is None else level
-    if not isinstance(level, int) or level not in _LEVELS[kind]:
+    if not isinstance(level, int) or isinstance(level, bool) or level not in _LEVELS[kind]:
         allowed = _LEVELS[kind]
         raise InvalidArgumentError(f"{kind} compression level must be an int from "
                                    f"{allowed.start} to {allowed.stop - 1}, not {level!r}",

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from . import _logbridge
+from . import _logbridge, oplog
 from ._bytesview import BytesView, wrap_many
 from ._native import STATUS_NAMES, check, ffi, lib
 from .errors import S3dlioError, error_for_status
@@ -103,6 +103,7 @@ class Request:
     client: Any = None
     headers: tuple = ()
     dest: Optional[tuple[int, int]] = None  # (address, capacity) of caller memory for a GET
+    label: str = ""  # the op-log's name for it when the op code alone says too little (LIST)
 
 
 @dataclass
@@ -189,6 +190,8 @@ class Batch:
 
     def wait(self) -> None:
         """Blocks (GIL released) until done; Ctrl-C cancels the batch."""
+        if self.ptr is None:
+            raise S3dlioError("batch already freed", code="BatchFreed")
         try:
             while lib.s3dl_batch_wait(self.ptr, _WAIT_SLICE_MS) == lib.S3DL_E_TIMEOUT:
                 pass
@@ -240,9 +243,11 @@ class Batch:
         return out
 
     def free(self) -> None:
-        if self.ptr is not None and self.pid == os.getpid():
-            lib.s3dl_batch_free(self.ptr)
-        self.ptr = None
+        # Take the pointer first: a second free (another thread, a finalizer)
+        # then finds nothing to free.
+        ptr, self.ptr = self.ptr, None
+        if ptr is not None and self.pid == os.getpid():
+            lib.s3dl_batch_free(ptr)
         self._keepalive.clear()
 
     def __del__(self) -> None:  # safety net; normal paths call free()
@@ -330,6 +335,8 @@ def _collect(requests: Sequence[Request], batches: list[tuple[Batch, list[int]]]
             for j, i in enumerate(indices):
                 statuses[i] = got_statuses[j]
                 views[i] = got_views[j]
+            if oplog.active():
+                _log_batch(batch, got_statuses, got_views)
     except BaseException:
         for batch, _ in batches:
             batch.free()
@@ -337,6 +344,20 @@ def _collect(requests: Sequence[Request], batches: list[tuple[Batch, list[int]]]
     finally:
         _logbridge.drain()
     return Results(requests, batches, statuses, views)
+
+
+def _log_batch(batch: Batch, statuses: list[int], views: list[BytesView]) -> None:
+    """Hands a finished batch to the op-log: its times in one native call;
+    rows are made on the log's own thread."""
+    n = len(batch.requests)
+    times = ffi.new("int64_t[]", 3 * n)
+    if lib.s3dl_batch_timings(batch.ptr, n, times) != lib.S3DL_OK:
+        return
+    # Bytes sent for uploads, received for everything else.
+    sizes = [memoryview(r.data).nbytes if (r.op == OP_PUT or r.label == "PUT") and r.data is not None
+             else len(v) for r, v in zip(batch.requests, views)]
+    errors = ["" if s == 0 else STATUS_NAMES.get(s, str(s)) for s in statuses]
+    oplog.record(batch.requests, statuses, sizes, errors, list(times))
 
 
 def _build(requests: Sequence[Request], max_in_flight: int,
@@ -360,6 +381,7 @@ class Pending:
     def __init__(self, requests: Sequence[Request], max_in_flight: int,
                  timeout_ms: int = 0) -> None:
         self.requests = requests
+        self._finished = False
         self._batches = _build(requests, max_in_flight, timeout_ms)
         try:
             for batch, _ in self._batches:
@@ -372,7 +394,11 @@ class Pending:
         return all(lib.s3dl_batch_done(batch.ptr) for batch, _ in self._batches)
 
     def finish(self) -> Results:
-        """Waits (GIL released) and returns the results; the caller frees them."""
+        """Waits (GIL released) and returns the results; the caller frees
+        them.  Once only: a second call raises S3dlioError."""
+        if self._finished:
+            raise S3dlioError("requests already finished or cancelled", code="BatchFreed")
+        self._finished = True
         try:
             for batch, _ in self._batches:
                 batch.wait()
@@ -382,7 +408,8 @@ class Pending:
         return _collect(self.requests, self._batches)
 
     def cancel(self) -> None:
-        """Cancels what has not finished and frees everything."""
+        """Cancels what has not finished and frees everything (idempotent)."""
+        self._finished = True
         for batch, _ in self._batches:
             batch.free()  # cancels and waits for a running batch first
         _logbridge.drain()

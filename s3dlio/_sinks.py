@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 from . import _engine, azure_store, gcs_store, s3_multipart
 from ._native import ffi
-from .errors import AlreadyExistsError, StorageIOError, error_from_oserror
+from .errors import (AlreadyExistsError, InvalidArgumentError, StorageIOError, ThrottledError,
+                     TimeoutError, error_from_oserror)
 from .uri import ParsedURI
 
 MiB = 1 << 20
@@ -88,6 +89,10 @@ class S3Sink(Sink):
         return max(wanted, s3_multipart.MIN_PART)
 
     def ship(self, number: int, part: memoryview, offset: int) -> Any:
+        if number >= s3_multipart.MAX_PARTS:
+            raise InvalidArgumentError(
+                f"more than {s3_multipart.MAX_PARTS} parts of {len(part)} bytes: use a larger "
+                f"chunk_size for {self.parsed.raw}", uri=self.parsed.raw, code="TooManyParts")
         if self.upload is None:
             upload = s3_multipart.Upload(self.parsed)
             upload.take_upload_id(_engine.Pending([upload.start_request(())], 1).finish())
@@ -119,9 +124,15 @@ class S3Sink(Sink):
 
 
 class GcsSink(Sink):
-    """Chunks of a resumable session, in order, started with the first."""
+    """Chunks of a resumable session, in order, started with the first.
+    A chunk that fails, or that the session holds only in part, is
+    recovered as GCS prescribes: ask the session how much it holds and
+    send the rest of the chunk again (its buffer is still ours until it is
+    collected), at most five times per chunk."""
 
     sequential = True
+    _RECOVERIES = 5
+    _RECOVERABLE = (StorageIOError, ThrottledError, TimeoutError)
 
     def __init__(self, parsed: ParsedURI, options: Any) -> None:
         super().__init__(parsed, options)
@@ -131,49 +142,84 @@ class GcsSink(Sink):
         quantum = gcs_store.CHUNK_QUANTUM
         return max(quantum, wanted - wanted % quantum)
 
+    def _send(self, piece: memoryview, offset: int, total: Optional[int],
+              crc: Optional[str]) -> _engine.Pending:
+        assert self.session is not None
+        request = gcs_store.chunk_request(self.parsed, self.session, piece, offset, total, crc)
+        return _engine.Pending([request], 1)
+
+    def _reply(self, pending: _engine.Pending) -> tuple[Optional[Any], bytes]:
+        """The chunk's reply and body, or (None, b"") after a failure worth
+        recovering from."""
+        results = pending.finish()
+        try:
+            results.raise_first()
+            return results.response_headers(0), bytes(results.views[0])
+        except self._RECOVERABLE:
+            return None, b""
+        finally:
+            for view in results.views:
+                view.release()
+            results.free()
+
+    def _status(self, total: Optional[int]) -> Any:
+        assert self.session is not None
+        client = gcs_store.current()
+        size = "*" if total is None else str(total)
+        request = _engine.Request(_engine.OP_PUT, self.parsed.raw, self.session, data=b"",
+                                  client=client.handle,
+                                  flags=_engine.F_KEEP_HEADERS | _engine.F_ACCEPT_3XX,
+                                  headers=client.auth() + (f"Content-Range: bytes */{size}",))
+        results = _engine.Pending([request], 1).finish()
+        try:
+            results.raise_first()
+            return results.response_headers(0)
+        finally:
+            results.free()
+
+    def _deliver(self, pending: _engine.Pending, piece: memoryview, offset: int,
+                 total: Optional[int], crc: Optional[str]) -> bytes:
+        """Waits for a chunk and recovers it until the session holds all of
+        it (or, for the last chunk, the object is complete); returns the
+        last reply's body."""
+        end = offset + len(piece)
+        for _attempt in range(self._RECOVERIES + 1):
+            reply, body = self._reply(pending)
+            if reply is not None and reply.status in (200, 201):
+                return body
+            if reply is None or reply.status != 308:
+                reply = self._status(total)  # what does the session hold?
+                if reply is not None and reply.status in (200, 201):
+                    return b""
+            held = gcs_store._persisted(reply)
+            if total is None and held == end:
+                return b""
+            if not offset <= held <= end:
+                break
+            pending = self._send(piece[held - offset:], held, total, crc)
+        else:
+            pending.cancel()
+        raise StorageIOError(f"GCS session did not take the chunk at {offset} after "
+                             f"{self._RECOVERIES} recoveries: {self.parsed.raw}",
+                             uri=self.parsed.raw, code="ChunkNotPersisted")
+
     def ship(self, number: int, part: memoryview, offset: int) -> Any:
         if self.session is None:
             start = gcs_store.session_start_request(self.parsed, (), not self.options.overwrite)
             self.session = gcs_store.session_uri(self.parsed,
                                                  _engine.Pending([start], 1).finish())
-        request = gcs_store.chunk_request(self.parsed, self.session, part, offset, None, None)
-        return _engine.Pending([request], 1), offset + len(part)
+        return self._send(part, offset, None, None), part, offset
 
     def collect(self, job: Any) -> None:
-        pending, end = job
-        results = pending.finish()
-        try:
-            results.raise_first()
-            reply = results.response_headers(0)
-        finally:
-            for view in results.views:
-                view.release()
-            results.free()
-        held = gcs_store._persisted(reply)
-        if reply is None or reply.status != 308 or held != end:
-            # A streaming writer cannot send again what it no longer holds.
-            raise StorageIOError(f"GCS session holds {held} of {end} bytes after a chunk: "
-                                 f"{self.parsed.raw}", uri=self.parsed.raw,
-                                 code="ChunkNotPersisted")
+        pending, part, offset = job
+        self._deliver(pending, part, offset, None, None)
 
     def close(self, tail: memoryview, total: int, crc: int, shipped: int) -> Optional[str]:
         if self.session is None:
             return _single_put(self.parsed, tail, self.options.overwrite)
-        request = gcs_store.chunk_request(self.parsed, self.session, tail, total - len(tail),
-                                          total, _crc_b64(crc))
-        results = _engine.Pending([request], 1).finish()
-        try:
-            results.raise_first()
-            reply = results.response_headers(0)
-            body = bytes(results.views[0])
-        finally:
-            for view in results.views:
-                view.release()
-            results.free()
-        if reply is None or reply.status not in (200, 201):
-            raise StorageIOError(f"GCS did not finish the upload (HTTP "
-                                 f"{reply.status if reply else '?'}): {self.parsed.raw}",
-                                 uri=self.parsed.raw, code="UploadIncomplete")
+        offset = total - len(tail)
+        body = self._deliver(self._send(tail, offset, total, _crc_b64(crc)), tail, offset,
+                             total, _crc_b64(crc))
         meta = gcs_store.parse_json(body, self.parsed.raw) if body else {}
         if isinstance(meta, dict) and "size" in meta and int(meta["size"]) != total:
             raise StorageIOError(f"GCS stored {meta['size']} bytes of {total}: "
@@ -191,11 +237,21 @@ class GcsSink(Sink):
 class AzureSink(Sink):
     """Blocks staged in parallel, committed in order at close."""
 
+    MAX_BLOCKS = 50_000
+    MAX_BLOCK = 4000 * MiB
+
     def __init__(self, parsed: ParsedURI, options: Any) -> None:
         super().__init__(parsed, options)
         self.upload = azure_store.new_upload()
 
+    def part_size(self, wanted: int) -> int:
+        return min(wanted, self.MAX_BLOCK)  # Azure's largest block
+
     def ship(self, number: int, part: memoryview, offset: int) -> Any:
+        if number >= self.MAX_BLOCKS:
+            raise InvalidArgumentError(
+                f"more than {self.MAX_BLOCKS} blocks of {len(part)} bytes: use a larger "
+                f"chunk_size for {self.parsed.raw}", uri=self.parsed.raw, code="TooManyParts")
         return _engine.Pending([azure_store.block_request(self.parsed, self.upload, number,
                                                           part)], 1)
 
@@ -229,23 +285,25 @@ class FileSink(Sink):
         directory = os.path.dirname(self.path) or "/"
         try:
             os.makedirs(directory, exist_ok=True)
-            self.tmp = os.path.join(directory, f".{os.path.basename(self.path)}."
-                                    f"s3dlio-{os.urandom(6).hex()}.tmp")
+            # Short, so any name that fits its directory has a temporary one.
+            self.tmp = os.path.join(directory, f".s3dlio-{os.urandom(8).hex()}.tmp")
             self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                               0o666)
-            if direct:
-                import fcntl
-                try:
-                    fcntl.fcntl(self.fd, fcntl.F_SETFL,
-                                fcntl.fcntl(self.fd, fcntl.F_GETFL) | os.O_DIRECT)
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL:
-                        raise
-                    self.direct = False  # the file system refuses O_DIRECT (ramfs)
         except OSError as exc:
             raise error_from_oserror(exc, parsed.raw) from exc
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(4, options.max_in_flight), thread_name_prefix="s3dlio-writer")
+        if direct:
+            import fcntl
+            try:
+                fcntl.fcntl(self.fd, fcntl.F_SETFL,
+                            fcntl.fcntl(self.fd, fcntl.F_GETFL) | os.O_DIRECT)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    self.abort()
+                    raise error_from_oserror(exc, parsed.raw) from exc
+                self.direct = False  # the file system refuses O_DIRECT (ramfs)
+        self.pool: Optional[concurrent.futures.ThreadPoolExecutor] = \
+            concurrent.futures.ThreadPoolExecutor(max_workers=min(4, options.max_in_flight),
+                                                  thread_name_prefix="s3dlio-writer")
 
     def part_size(self, wanted: int) -> int:
         if not self.direct:
@@ -261,6 +319,7 @@ class FileSink(Sink):
             done += written
 
     def ship(self, number: int, part: memoryview, offset: int) -> Any:
+        assert self.pool is not None
         return self.pool.submit(self._pwrite, part, offset)
 
     def collect(self, job: Any) -> None:
@@ -292,8 +351,8 @@ class FileSink(Sink):
                     self._pwrite(tail, total - len(tail))
             if self.options.fsync:
                 os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            os.close(fd)  # Linux releases the fd even when close reports an error
             if self.options.overwrite:
                 os.rename(self.tmp, self.path)
             else:
@@ -314,18 +373,25 @@ class FileSink(Sink):
         except OSError as exc:
             raise error_from_oserror(exc, self.parsed.raw) from exc
         finally:
-            self.pool.shutdown(wait=True)
+            self._stop_threads()
         return None
 
+    def _stop_threads(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     def abort(self) -> None:
-        self.pool.shutdown(wait=True)
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
         try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+            self._stop_threads()
+            fd, self.fd = self.fd, -1
+            if fd >= 0:
+                os.close(fd)
+        finally:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
 
 
 def for_uri(parsed: ParsedURI, options: Any) -> Sink:

@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
-from . import _engine, azure_store, gcs_store, s3_client, s3_multipart, size_cache
+from . import _engine, azure_store, gcs_store, oplog, s3_client, s3_multipart, size_cache
 from . import _local as _localfs
 from ._native import ffi, lib
 from ._bytesview import BytesView, from_bytes, wrap_many
@@ -554,7 +554,10 @@ def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> Lis
     if not parsed.is_local:
         selected = _remote_list(parsed, recursive)
     else:
+        import time
+        started = time.time_ns()
         selected = [f"{parsed.scheme}://{p}" for p in _localfs.list_paths(parsed, recursive)]
+        oplog.record_local("LIST", parsed.raw, 0, "", started, time.time_ns())
     base = relative_base(parsed)
     return [u for u in selected
             if _localfs.match_pattern(u[len(base):].rstrip("/") if u.startswith(base) else u,
@@ -581,7 +584,8 @@ def _s3_list_pages(parsed: ParsedURI, prefix: str,
     token: Optional[str] = None
     for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
         url = s3_client.list_page_url(client, parsed.bucket, prefix, token, delimiter)
-        body = _engine.fetch_body(Request(_engine.OP_GET, parsed.raw, url, client=client.handle))
+        body = _engine.fetch_body(Request(_engine.OP_GET, parsed.raw, url, client=client.handle,
+                                          label="LIST"))
         objects, common, token = s3_client.parse_list_page(body, parsed.raw)
         yield objects, common
         if token is None:

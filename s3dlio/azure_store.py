@@ -211,7 +211,9 @@ def list_pages(parsed: ParsedURI, prefix: str, delimiter: Optional[str],
     marker: Optional[str] = None
     for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
         url = list_page_url(config, container, prefix, marker, delimiter, max_results)
-        body = _engine.fetch_body(signed(_engine.OP_GET, parsed.raw, "GET", url, account, {}))
+        request = signed(_engine.OP_GET, parsed.raw, "GET", url, account, {})
+        request.label = "LIST"
+        body = _engine.fetch_body(request)
         objects, prefixes, marker = parse_list_page(body, parsed.raw)
         yield objects, prefixes
         if marker is None:

@@ -155,12 +155,12 @@ def object_request(op: int, parsed: ParsedURI, *, offset: int, length: int, data
         url = client.upload_url(parsed.bucket, parsed.key, "multipart", create_only)
         body, ctype = multipart_body(parsed.key, data)
         # POST returns the new object's JSON.
-        return Request(_engine.OP_POST, parsed.raw, url, data=body,
+        return Request(_engine.OP_POST, parsed.raw, url, data=body, label="PUT",
                        client=client.handle if create_only else client.single_shot,
                        headers=headers + auth + (f"Content-Type: {ctype}",))
     if op == _engine.OP_STAT:
         return Request(_engine.OP_GET, parsed.raw, client.object_url(parsed.bucket, parsed.key),
-                       client=client.handle, headers=headers + auth)
+                       client=client.handle, headers=headers + auth, label="HEAD")
     if op == _engine.OP_DELETE:
         return Request(op, parsed.raw, client.object_url(parsed.bucket, parsed.key),
                        client=client.single_shot, headers=headers + auth)
@@ -238,7 +238,7 @@ def list_pages(parsed: ParsedURI, prefix: str, delimiter: Optional[str]) -> Iter
     for _page in range(1_000_000):  # bounded: a misbehaving server cannot loop us forever
         url = list_page_url(client, parsed.bucket, prefix, token, delimiter)
         body = _engine.fetch_body(Request(_engine.OP_GET, parsed.raw, url, client=client.handle,
-                                          headers=client.auth()))
+                                          headers=client.auth(), label="LIST"))
         objects, prefixes, token = parse_list_page(body, parsed.raw)
         yield objects, prefixes
         if token is None:

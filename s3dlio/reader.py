@@ -10,12 +10,14 @@ x block_size``."""
 from __future__ import annotations
 
 import builtins
+import copy
 import io
+import threading
 from collections import OrderedDict
 from typing import IO, Any, Optional
 
 from . import _compress, _engine
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, StorageIOError, UnsupportedError
 from .uri import parse_uri
 
 MiB = 1 << 20
@@ -40,6 +42,9 @@ class ObjectReader(io.RawIOBase):
         self._ahead = read_ahead
         self._pos = 0
         self._blocks: "OrderedDict[int, Any]" = OrderedDict()  # index -> Pending or bytes
+        # Reads and close may come from different threads (the buffered
+        # wrapper serialises them; this guards direct use of the raw stream).
+        self._lock = threading.Lock()
 
     # -- io.RawIOBase --------------------------------------------------------
     def readable(self) -> bool:
@@ -62,6 +67,10 @@ class ObjectReader(io.RawIOBase):
         return target
 
     def readinto(self, buffer: Any) -> int:
+        with self._lock:
+            return self._readinto(buffer)
+
+    def _readinto(self, buffer: Any) -> int:
         if self.closed:
             raise ValueError("I/O operation on closed file")
         out = memoryview(buffer).cast("B")
@@ -76,11 +85,12 @@ class ObjectReader(io.RawIOBase):
         return done
 
     def close(self) -> None:
-        for value in self._blocks.values():
-            if isinstance(value, _engine.Pending):
-                value.cancel()
-        self._blocks.clear()
-        super().close()
+        with self._lock:
+            for value in self._blocks.values():
+                if isinstance(value, _engine.Pending):
+                    value.cancel()
+            self._blocks.clear()
+            super().close()
 
     # -- blocks --------------------------------------------------------------
     def _request(self, index: int) -> Any:
@@ -101,6 +111,7 @@ class ObjectReader(io.RawIOBase):
                 value.cancel()
         value = self._blocks[index]
         if isinstance(value, _engine.Pending):
+            del self._blocks[index]  # a failed fetch is asked again next time
             results = value.finish()
             try:
                 results.raise_first()
@@ -109,6 +120,13 @@ class ObjectReader(io.RawIOBase):
                 for view in results.views:
                     view.release()
                 results.free()
+            expected = min(self._block, self.size - index * self._block)
+            if len(value) != expected:
+                # The object changed size since it was opened: never spin or
+                # hand out a mix of two versions.
+                raise StorageIOError(f"object changed while open: block {index} has "
+                                     f"{len(value)} bytes, expected {expected}: {self.uri}",
+                                     uri=self.uri, code="SizeChanged")
             self._blocks[index] = value
         return memoryview(value)
 
@@ -169,10 +187,11 @@ def open(uri: str, mode: str = "rb", *, block_size: int = 8 * MiB, read_ahead: i
     ``compression="auto"`` decompresses by suffix (.zst, .gz, .lz4), or name
     the kind; the stream is then read forward only.
 
-    ``"wb"``: a streaming writer (``options``: a PyWriterOptions);
+    ``"wb"``: a streaming writer (``options``: a PyWriterOptions, copied);
     ``compression="auto"`` compresses by suffix.  Closing finalizes; an
-    exception inside a ``with`` block aborts and leaves nothing behind."""
-    if mode not in ("rb", "r", "wb", "w"):
+    exception inside a ``with`` block aborts and leaves nothing behind.
+    Binary modes only.  Not thread-safe: one file object per thread."""
+    if mode not in ("rb", "wb"):
         raise InvalidArgumentError(f"mode must be 'rb' or 'wb' (binary only), not {mode!r}",
                                    uri=uri if isinstance(uri, str) else None)
     kind = _kind_by_suffix(uri) if compression == "auto" else compression
@@ -180,7 +199,7 @@ def open(uri: str, mode: str = "rb", *, block_size: int = 8 * MiB, read_ahead: i
         raise InvalidArgumentError(f"unknown compression {compression!r}", uri=uri)
     if mode.startswith("w"):
         from .writer import PyObjectWriter, PyWriterOptions
-        options = options or PyWriterOptions()
+        options = copy.copy(options) if options is not None else PyWriterOptions()
         if kind not in (None, "none"):
             options.compression = kind
         # Not wrapped in io.BufferedWriter: the writer buffers into its parts
@@ -198,7 +217,12 @@ def open(uri: str, mode: str = "rb", *, block_size: int = 8 * MiB, read_ahead: i
                                 buffer_size=min(block_size, 1 * MiB))
     if kind in (None, "none"):
         return raw  # type: ignore[no-any-return]
-    return _decompressing(raw, kind)
+    try:
+        return _decompressing(raw, kind)
+    except ImportError as exc:
+        raw.close()
+        raise UnsupportedError(f"{kind} decompression needs its package ({exc.name})",
+                               uri=uri) from None
 
 
 def _decompressing(raw: Any, kind: str) -> IO[bytes]:

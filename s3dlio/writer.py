@@ -12,6 +12,7 @@ files deleted, uncommitted blocks left for the service to discard."""
 from __future__ import annotations
 
 import collections
+import copy
 import mmap
 import os
 from typing import Any, Deque, Optional
@@ -81,6 +82,10 @@ class PyWriterOptions:
         if not isinstance(self.max_in_flight, int) or not 1 <= self.max_in_flight <= 64:
             raise InvalidArgumentError(f"max_in_flight must be 1 to 64, not "
                                        f"{self.max_in_flight!r}", code="InvalidOption")
+        for name in ("fsync", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidArgumentError(f"{name} must be True or False, not "
+                                           f"{getattr(self, name)!r}", code="InvalidOption")
 
     def __repr__(self) -> str:
         return (f"PyWriterOptions(compression={self.compression!r}, "
@@ -94,7 +99,9 @@ class PyObjectWriter:
     then ``finalize`` (or leave a ``with`` block); ``abort`` discards."""
 
     def __init__(self, uri: str, options: Optional[PyWriterOptions] = None) -> None:
-        options = options or PyWriterOptions()
+        # A copy: changing the caller's options later must not change a
+        # writer already running.
+        options = copy.copy(options) if options is not None else PyWriterOptions()
         options.validate()
         self.uri = uri
         self._parsed = parse_uri(uri)
@@ -184,7 +191,10 @@ class PyObjectWriter:
             self._release_buffers()
 
     def close(self) -> None:
-        """Finalizes (file-object style)."""
+        """Finalizes (file-object style).  Closing an aborted writer raises:
+        nothing was stored, and silence would hide it."""
+        if self._state == "aborted":
+            self._check_open()
         if self._state == "open":
             self.finalize()
 
@@ -208,8 +218,8 @@ class PyObjectWriter:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self.abort()
-        elif self._state == "open":
-            self.finalize()
+        else:
+            self.close()
 
     def __del__(self) -> None:
         # Abandoned without finalize: leave nothing behind.
@@ -260,8 +270,8 @@ class PyObjectWriter:
 
     def _collect_oldest(self) -> None:
         job, buffer = self._inflight.popleft()
+        self._sink.collect(job)  # may re-send from the buffer (GCS recovery)
         self._free.append(buffer)
-        self._sink.collect(job)
 
     def _take_buffer(self) -> mmap.mmap:
         while not self._free and self._allocated >= self._pool_size and self._inflight:

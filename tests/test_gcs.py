@@ -602,3 +602,30 @@ def test_service_account_token_is_sent(scripted, monkeypatch, tmp_path):
         assert token_server.state.issued == 1  # cached
     finally:
         token_server.stop()
+
+
+# ---- streaming writer: chunks of unknown total, recovered through the session --
+
+@pytest.mark.parametrize("kind,status", [("reset", 0), ("status", 503)])
+def test_streaming_writer_recovers_a_failed_chunk(scripted, kind, status):
+    data = os.urandom(3 * CHUNK + 4321)
+    scripted.chunk_script = _fail_at(CHUNK, 2, kind, status)
+    options = s3dlio.PyWriterOptions(chunk_size=CHUNK, max_in_flight=2)
+    with s3dlio.create_gcs_writer("gs://b/streamed", options) as writer:
+        for start in range(0, len(data), 100_000):
+            writer.write(data[start:start + 100_000])
+    assert scripted.objects[("b", "streamed")] == data
+    assert scripted.violations == []
+    assert scripted.kinds().count("status") == 2
+
+
+def test_streaming_writer_resends_what_the_session_lacks(scripted):
+    from servers.scripted_gcs import Chunk
+    data = os.urandom(4 * CHUNK + 17)
+    scripted.chunk_script = lambda index, start: Chunk("partial", keep=CHUNK // 2) \
+        if index == 1 else Chunk()
+    with s3dlio.create_gcs_writer("gs://b/partial",
+                                  s3dlio.PyWriterOptions(chunk_size=CHUNK)) as writer:
+        writer.write(data)
+    assert scripted.objects[("b", "partial")] == data
+    assert scripted.violations == []

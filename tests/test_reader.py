@@ -74,3 +74,38 @@ def test_write_mode_aborts_on_exception(backend):
     with s3dlio.open(uri, "wb") as f:
         f.write(b"whole")
     assert s3dlio.get(uri) == b"whole"
+
+
+def test_object_shrinking_while_open_raises_instead_of_spinning(backend):
+    if backend.name == "file":
+        pytest.skip("file:// opens the file itself")
+    uri = backend.uri("shrink.bin")
+    s3dlio.put(uri, os.urandom(300_000))
+    with s3dlio.open(uri, block_size=64 << 10, read_ahead=0) as f:
+        f.read(10)
+        s3dlio.put(uri, os.urandom(100_000))
+        f.seek(90_000)
+        with pytest.raises(s3dlio.StorageIOError) as info:
+            f.read(50_000)
+        assert info.value.code == "SizeChanged"
+
+
+def test_failed_block_is_fetched_again(backend):
+    if backend.name == "file":
+        pytest.skip("file:// opens the file itself")
+    uri = backend.uri("vanishing.bin")
+    s3dlio.put(uri, b"v" * 200_000)
+    f = s3dlio.open(uri, block_size=64 << 10, read_ahead=0)
+    s3dlio.delete(uri)
+    for _ in range(2):  # the same typed error each time, never a crash
+        with pytest.raises(s3dlio.NotFoundError):
+            f.read(10)
+    s3dlio.put(uri, b"v" * 200_000)
+    assert f.read(10) == b"v" * 10
+    f.close()
+
+
+def test_text_modes_are_refused(backend):
+    for mode in ("r", "w", "rt", "a"):
+        with pytest.raises(s3dlio.InvalidArgumentError):
+            s3dlio.open(backend.uri("t.txt"), mode)

@@ -267,6 +267,13 @@ S3DL_API s3dl_status s3dl_batch_take_results(s3dl_batch *batch, size_t count,
 S3DL_API s3dl_status s3dl_batch_response_headers(const s3dl_batch *batch, size_t index,
                                                  const char **out, size_t *len);
 
+/* After completion: for items [0, count), writes three wall-clock times per
+ * item into out[3*i .. 3*i+2] -- start of the first attempt, first response
+ * byte (HTTP; for files, the start of the read or write), completion -- in
+ * ns since the Unix epoch, 0 where not reached (an item cancelled before it
+ * started).  For operation logs. */
+S3DL_API s3dl_status s3dl_batch_timings(const s3dl_batch *batch, size_t count, int64_t *out);
+
 /* Per-request failure detail, filled for the caller (strings NUL-terminated,
  * truncated to fit). */
 typedef struct s3dl_detail {

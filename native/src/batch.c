@@ -421,6 +421,28 @@ s3dl_status s3dl_batch_response_headers(const s3dl_batch *b, size_t index, const
     return S3DL_OK;
 }
 
+s3dl_status s3dl_batch_timings(const s3dl_batch *b, size_t count, int64_t *out)
+{
+    if (!b || !out || count > b->count)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (!batch_is_done(b))
+        return S3DL_E_STATE;
+    for (size_t i = 0; i < count; i++) {
+        const struct s3dl_item *item = &b->items[i];
+        out[3 * i] = item->t_start_ns;
+        out[3 * i + 1] = item->t_first_byte_ns;
+        out[3 * i + 2] = item->t_end_ns;
+    }
+    return S3DL_OK;
+}
+
+int64_t batch_wall_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 void s3dl_batch_free(s3dl_batch *b)
 {
     if (!b)

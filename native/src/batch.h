@@ -29,6 +29,9 @@ struct s3dl_item {
     s3dl_stat *stat;        /* allocated for STAT and GET results */
     s3dl_detail *detail;    /* allocated only on failure */
     char *response_headers; /* S3DL_F_KEEP_HEADERS: the final response's header block */
+    /* Wall-clock times (ns since the Unix epoch; 0 = not reached): the
+     * first attempt's start, its first response byte, completion. */
+    int64_t t_start_ns, t_first_byte_ns, t_end_ns;
     size_t response_headers_len;
 
     /* HTTP only. */
@@ -75,6 +78,9 @@ struct s3dl_batch {
     pthread_cond_t finished;
     enum batch_state state;
 };
+
+/* CLOCK_REALTIME in ns, for the items' t_*_ns times. */
+int64_t batch_wall_clock_ns(void);
 
 /* Records a failure on `item` with a formatted message (never secrets). */
 void item_fail(struct s3dl_item *item, s3dl_status status, int sys_errno, const char *fmt, ...)

@@ -197,6 +197,7 @@ static struct s3dl_client *client_of(struct s3dl_batch *b)
 
 static void complete_http_item(s3dl_engine *e, struct s3dl_item *item)
 {
+    item->t_end_ns = batch_wall_clock_ns();
     item->batch->in_flight--;
     item->batch->completed++;
     atomic_fetch_add_explicit(&e->counters.items_completed, 1, memory_order_relaxed);

@@ -250,7 +250,9 @@ static void *worker_main(void *arg)
         }
         if (item) {
             pthread_mutex_unlock(&pool->mutex);
+            item->t_start_ns = item->t_first_byte_ns = batch_wall_clock_ns();
             file_io_execute(&ctx, item);
+            item->t_end_ns = batch_wall_clock_ns();
             atomic_fetch_add_explicit(&pool->counters->items_completed, 1, memory_order_relaxed);
             pthread_mutex_lock(&pool->mutex);
             struct s3dl_batch *b = item->batch;

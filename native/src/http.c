@@ -310,6 +310,8 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
 {
     struct http_transfer *t = userdata;
     size_t len = size * count;
+    if (!t->item->t_first_byte_ns)
+        t->item->t_first_byte_ns = batch_wall_clock_ns();
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         /* A new response (after a 100 Continue, say): forget the last one. */
         t->have_length = t->have_total = 0;
@@ -703,6 +705,8 @@ s3dl_status http_start(struct http_engine *http, struct s3dl_item *item,
         file_pool_prefault(http->pool, item->dest,
                            item->length < item->dest_cap ? (size_t)item->length : item->dest_cap);
     item->transfer = t;
+    if (item->attempts == 0)
+        item->t_start_ns = batch_wall_clock_ns();
     item->attempts++;
     if (curl_multi_add_handle(http->multi, e) != CURLM_OK) {
         item->transfer = NULL;
