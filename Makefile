@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 STAMP := $(VENV)/.s3dlio-installed
 
-.PHONY: all setup demo test test-c test-c-asan test-py bench bench-s3 bench-cloud clean
+.PHONY: all setup demo test test-c test-c-asan test-py bench bench-s3 bench-cloud bench-writers clean
 
 all: setup
 
@@ -54,6 +54,10 @@ bench-s3: setup
 # gs:// and az:// against the official SDKs on loopback fake-gcs-server and Azurite.
 bench-cloud: setup
 	$(PY) bench/cloud.py
+
+# The streaming writers against boto3 (loopback moto), dd and zstandard.
+bench-writers: setup
+	$(PY) bench/writers.py
 
 clean:
 	rm -rf build $(VENV) s3dlio/*.so s3dlio/*.so.* s3dlio/_s3dl_cffi.c

@@ -360,14 +360,19 @@ def _collect_many(batch: _engine.Results, statuses: Sequence[int], views: Sequen
 
 
 def get_many(uris: Sequence[str], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *,
-             workers: Optional[int] = None,
-             return_exceptions: bool = False) -> List[tuple[str, BytesView]]:
+             workers: Optional[int] = None, return_exceptions: bool = False,
+             ranks: bool = False) -> List[tuple[str, BytesView]]:
     """Reads many objects concurrently (``max_in_flight`` at once; ``workers``
     is accepted as the guide's name for it).  Returns ``(uri, BytesView)``
     pairs in input order.  By default the first failure in input order is
-    raised; with ``return_exceptions=True`` it takes the view's place."""
+    raised; with ``return_exceptions=True`` it takes the view's place.
+    ``ranks=True`` reads only this MPI rank's share (every ``size``-th URI
+    from ``rank`` on; pass the same list, in the same order, on every rank)."""
     limit = workers if workers is not None else max_in_flight
     uris = _list(uris)
+    if ranks:
+        from . import ranks as _ranks
+        uris = _ranks.share(uris, _ranks.world())
     batch, statuses, views = _engine.run(_get_requests(uris), limit)
     return _collect_many(batch, statuses, views, return_exceptions)
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake pkg-config gcc make libcurl4-openssl-dev libssl-dev nginx-light nodejs npm
-          zstd python3-venv)
+          zstd lz4 openmpi-bin libopenmpi-dev python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||

@@ -67,6 +67,9 @@ def _bulk(parser: argparse.ArgumentParser, what: str) -> None:
     _pattern(parser, what)
     _in_flight(parser)
     _json(parser, "a summary")
+    parser.add_argument("--ranks", action="store_true",
+                        help="split the work across the ranks of an MPI job (mpirun/srun); "
+                             "rank 0 prints the totals")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,9 +36,38 @@ def _single(args: argparse.Namespace, src: str, dst: str) -> int:
 
 
 def _tree(args: argparse.Namespace, pairs: list[Pair]) -> int:
+    if getattr(args, "ranks", False):
+        return _tree_ranks(args, pairs)
     started = time.perf_counter()
     totals = copy_many(pairs, args.max_in_flight, show_progress(args))
     return _finish(args, "copied", totals, started)
+
+
+def _tree_ranks(args: argparse.Namespace, pairs: list[Pair]) -> int:
+    """This rank's share of the sorted pairs; the ranks' totals combined
+    through MPI; rank 0 reports; every rank exits non-zero if any failed."""
+    from s3dlio import ranks
+    where = ranks.world()
+    mine = ranks.share(sorted(pairs), where)
+    started = time.perf_counter()
+    errors: list[str] = []
+    totals = Totals()
+    try:
+        totals = copy_many(mine, args.max_in_flight, False)
+    except s3dlio.S3dlioError as exc:
+        errors.append(str(exc))
+    job = ranks.combine(where, {"bytes": totals.bytes, "objects": totals.objects,
+                                "errors": errors, "seconds": time.perf_counter() - started})
+    if where.rank == 0:
+        if args.json:
+            emit_json({k: job[k] for k in ("ranks", "world_size", "objects", "bytes", "errors",
+                                           "seconds", "throughput_mb_s")})
+        else:
+            summary(args, f"copied ({job['world_size']} ranks)", job["objects"], job["bytes"],
+                    job["seconds"])
+            for error in job["errors"]:
+                print(f"s3dlio: error: {error}", file=sys.stderr)
+    return 1 if job["errors"] else 0
 
 
 def cmd_cp(args: argparse.Namespace) -> int:
