@@ -4,6 +4,7 @@ tools read (``zstd -d``, ``gunzip``, ``lz4 -d``).  zstandard, zlib and lz4
 release the GIL while they compress."""
 from __future__ import annotations
 
+import os
 import zlib
 from typing import Any, Optional
 
@@ -28,7 +29,11 @@ class Compressor:
 class _Zstd(Compressor):
     def __init__(self, level: int) -> None:
         import zstandard
-        self._obj = zstandard.ZstdCompressor(level=level).compressobj()
+        # zstd's own worker threads (one per core, at most 4): compression
+        # runs beside the producer instead of on its thread.
+        workers = min(4, os.cpu_count() or 1)
+        self._obj = zstandard.ZstdCompressor(level=level, threads=workers if workers > 1 else 0
+                                             ).compressobj()
 
     def compress(self, data: Any) -> Any:
         return self._obj.compress(data)

@@ -279,8 +279,9 @@ class PyObjectWriter:
         if self._free:
             return self._free.pop()
         self._allocated += 1
-        # Page-aligned anonymous memory: O_DIRECT can write from it as is.
-        return mmap.mmap(-1, self._part)
+        # Page-aligned private anonymous memory: O_DIRECT can write from it
+        # as is, and it is not shmem (whose page faults cost more).
+        return mmap.mmap(-1, self._part, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
     def _release_buffers(self) -> None:
         self._free.clear()
