@@ -356,8 +356,9 @@ def _log_batch(batch: Batch, statuses: list[int], views: list[BytesView]) -> Non
     # Bytes sent for uploads, received for everything else.
     sizes = [memoryview(r.data).nbytes if (r.op == OP_PUT or r.label == "PUT") and r.data is not None
              else len(v) for r, v in zip(batch.requests, views)]
-    errors = ["" if s == 0 else STATUS_NAMES.get(s, str(s)) for s in statuses]
-    oplog.record(batch.requests, statuses, sizes, errors, list(times))
+    errors = [""] * n if not any(statuses) else \
+        ["" if s == 0 else STATUS_NAMES.get(s, str(s)) for s in statuses]
+    oplog.record(batch.requests, statuses, sizes, errors, ffi.unpack(times, 3 * n))
 
 
 def _build(requests: Sequence[Request], max_in_flight: int,

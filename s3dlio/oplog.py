@@ -17,6 +17,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from typing import Any, Optional, Sequence
 
 from .errors import InvalidArgumentError, S3dlioError
@@ -25,6 +26,7 @@ HEADER = ("idx\tthread\top\tclient_id\tn_objects\tbytes\tendpoint\tfile\terror\t
           "first_byte\tend\tduration_ns\n")
 _OPS = {1: "GET", 2: "PUT", 3: "HEAD", 4: "DELETE", 5: "POST"}
 _QUEUE_LIMIT = 65_536  # batches; beyond it rows are dropped and counted
+_SLICE = 256
 
 
 class _Session:
@@ -53,22 +55,43 @@ class _Session:
             item = self._queue.get()
             if item is None:
                 return
-            self._writer.write("".join(self._rows(*item)).encode("utf-8", "surrogateescape"))
+            thread, requests, statuses, sizes, errors, times = item
+            # Slices of 256 rows with a yield between: the caller's thread
+            # gets the GIL back within ~0.3 ms when its next batch finishes,
+            # instead of waiting out a whole batch's formatting.
+            for at in range(0, len(requests), _SLICE):
+                end = at + _SLICE
+                rows = self._rows(thread, requests[at:end], statuses[at:end], sizes[at:end],
+                                  errors[at:end], times[3 * at:3 * end])
+                self._writer.write("".join(rows).encode("utf-8", "surrogateescape"))
+                time.sleep(0)
 
     def _rows(self, thread: int, requests: Sequence[Any], statuses: Sequence[int],
               sizes: Sequence[int], errors: Sequence[str], times: Sequence[int]) -> list:
+        # The hot loop of the log (about 1 us a row): per-batch pieces made
+        # once, one f-string a row, seconds formatted once per second.
         out = []
-        prefix = f"\t{thread}\t"
+        head = f"\t{thread}\t"
         client = f"\t{self.client_id}\t1\t"
         clock = self._clock
-        for i, req in enumerate(requests):
-            start, first, end = times[3 * i], times[3 * i + 1], times[3 * i + 2]
-            op = req.label or _OPS.get(req.op, str(req.op))
-            out.append(f"{self.rows}{prefix}{op}{client}{sizes[i]}\t{_endpoint(req)}\t"
-                       f"{_field(req.uri)}\t{_field(errors[i])}\t{clock(start)}\t"
-                       f"{clock(first)}\t{clock(end)}\t"
-                       f"{max(0, end - start) if start and end else 0}\n")
-            self.rows += 1
+        idx = self.rows
+        stamps = iter(times)
+        for req, size, error, start, first, end in zip(requests, sizes, errors, stamps, stamps,
+                                                       stamps):
+            op = req.label or _OPS.get(req.op, "OP")
+            if req.client is None:
+                endpoint = "file://"
+            else:
+                target = req.target
+                cut = target.find("/", target.find("://") + 3)
+                endpoint = target if cut < 0 else target[:cut]
+            if error:
+                error = _field(error)
+            out.append(f"{idx}{head}{op}{client}{size}\t{endpoint}\t{_field(req.uri)}\t"
+                       f"{error}\t{clock(start)}\t{clock(first)}\t{clock(end)}\t"
+                       f"{end - start if start and end > start else 0}\n")
+            idx += 1
+        self.rows = idx
         return out
 
     def close(self) -> dict:
@@ -79,32 +102,24 @@ class _Session:
         return {"path": self.path, "rows": self.rows, "dropped": self.dropped}
 
 
-def _endpoint(req: Any) -> str:
-    """scheme://host[:port] of an HTTP request; file:// for local ones."""
-    if req.client is None:
-        return "file://"
-    target = req.target
-    cut = target.find("/", target.find("://") + 3)
-    return target if cut < 0 else target[:cut]
-
-
 class _Clock:
-    """RFC 3339 UTC with nanoseconds; the date-and-seconds part is reused
-    while the second does not change (formatting it dominated the cost)."""
+    """RFC 3339 UTC with nanoseconds; each second's date-and-time part is
+    formatted once (formatting it dominated the log's cost)."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
+        self._seconds: dict[int, str] = {}
 
     def __call__(self, ns: int) -> str:
         if not ns:
             return ""
         seconds, rest = divmod(ns, 1_000_000_000)
-        if seconds != self._second:
-            self._second = seconds
-            self._text = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%S.")
-        return f"{self._text}{rest:09d}Z"
+        text = self._seconds.get(seconds)
+        if text is None:
+            if len(self._seconds) > 4096:  # bounded
+                self._seconds.clear()
+            text = self._seconds[seconds] = _dt.datetime.fromtimestamp(
+                seconds, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        return f"{text}{rest:09d}Z"
 
 
 _UNSAFE = str.maketrans("\t\n\r", "   ")

@@ -108,3 +108,26 @@ def test_cli_download_with_ranks(tmp_path):
     assert report["bytes"] == sum(len(d) for d in files.values())
     for rel, data in files.items():
         assert (dst / rel).read_bytes() == data
+
+
+def test_cli_rm_and_bench_with_ranks(tmp_path):
+    if shutil.which("mpirun") is None:
+        pytest.skip("mpirun not installed (Debian openmpi-bin)")
+    pytest.importorskip("mpi4py")
+    env = {**os.environ, **MPI_ENV}
+    base = [ "mpirun", "-n", "3", sys.executable, "-m", "s3dlio"]
+    bench = subprocess.run(base + ["bench", "--ranks", "--json", "-s", "4KiB", "-n", "5",
+                                   f"file://{tmp_path}/b/"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    report = json.loads(bench.stdout)
+    assert report["ranks"] == 3 and report["put"]["ops"] == 15 and report["get"]["ops"] == 15
+    assert report["get"]["bytes"] == 15 * 4096
+    src = tmp_path / "tree"
+    src.mkdir()
+    _tree(src, 12)
+    rm = subprocess.run(base + ["rm", "-r", "--ranks", f"file://{src}/"],
+                        capture_output=True, text=True, timeout=120, env=env)
+    assert rm.returncode == 0, rm.stderr[-2000:]
+    assert "removed 12 objects across 3 ranks" in rm.stderr
+    assert not [p for p in src.rglob("*") if p.is_file()]

@@ -112,6 +112,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             s3dlio.delete(run, recursive=True)
             _remove_empty_directory(run)
     result["kept"] = args.keep
+    if getattr(args, "ranks", False):
+        return _report_ranks(args, result)
     if args.json:
         emit_json(result)
         return 0
@@ -125,4 +127,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"p90 {lat['p90']:.2f} p99 {lat['p99']:.2f} max {lat['max']:.2f}")
     if args.keep:
         print(f"kept the objects under {run}", file=sys.stderr)
+    return 0
+
+
+def _report_ranks(args: argparse.Namespace, mine: dict[str, Any]) -> int:
+    """bench --ranks: every rank ran its own objects; the job's MB/s and
+    ops/s are total bytes and operations over the slowest rank's time, and
+    rank 0 prints them (latency percentiles are rank 0's own)."""
+    from s3dlio import ranks
+    where = ranks.world()
+    reports = where.comm.allgather(mine) if where.comm is not None else [mine]
+    if where.rank != 0:
+        return 0
+    job: dict[str, Any] = {"ranks": len(reports), "world_size": where.size, "size": args.size,
+                           "count_per_rank": args.count, "concurrency": args.concurrency}
+    for name in ("put", "get"):
+        seconds = max(r[name]["seconds"] for r in reports) or 1e-9
+        nbytes = sum(r[name]["bytes"] for r in reports)
+        ops = sum(r[name]["ops"] for r in reports)
+        job[name] = {"ops": ops, "bytes": nbytes, "seconds": seconds,
+                     "mb_per_s": round(nbytes / seconds / 1e6, 3),
+                     "ops_per_s": round(ops / seconds, 3),
+                     "latency_ms_rank0": mine[name]["latency_ms"]}
+    if args.json:
+        emit_json(job)
+    else:
+        for name in ("put", "get"):
+            phase = job[name]
+            print(f"{name} ({job['ranks']} ranks): {phase['mb_per_s']:.1f} MB/s, "
+                  f"{phase['ops_per_s']:.1f} ops/s, {phase['seconds']:.3f} s")
     return 0

@@ -42,6 +42,8 @@ def _cat_one(uri: str, offset: int, length: Optional[int], out: BinaryIO) -> Non
 
 def cmd_rm(args: argparse.Namespace) -> int:
     uri = uris.from_arg(args.uri, local_ok=False)
+    if getattr(args, "ranks", False):
+        return _rm_ranks(args, uri)
     if args.pattern is None:
         s3dlio.delete(uri, recursive=args.recursive)
         return 0
@@ -55,3 +57,36 @@ def cmd_rm(args: argparse.Namespace) -> int:
         for _ in pool.map(s3dlio.delete, targets):
             progress.update(1)
     return 0
+
+
+def _rm_ranks(args: argparse.Namespace, uri: str) -> int:
+    """rm -r --ranks: every rank lists the same objects and deletes its
+    share; rank 0 reports the job's totals; any failure fails every rank."""
+    import time
+
+    from s3dlio import ranks
+    if not args.recursive:
+        raise s3dlio.InvalidArgumentError("--ranks needs -r")
+    where = ranks.world()
+    targets = sorted(u for u in s3dlio.list(uri, recursive=True, pattern=args.pattern)
+                     if not u.endswith("/"))
+    mine = ranks.share(targets, where)
+    errors: list[str] = []
+    started = time.perf_counter()
+
+    def remove(target: str) -> None:
+        try:
+            s3dlio.delete(target)
+        except s3dlio.S3dlioError as exc:
+            errors.append(f"{target}: {exc}")
+
+    with ThreadPoolExecutor(max_workers=args.max_in_flight) as pool:
+        list(pool.map(remove, mine))
+    job = ranks.combine(where, {"bytes": 0, "objects": len(mine) - len(errors),
+                                "errors": errors, "seconds": time.perf_counter() - started})
+    if where.rank == 0:
+        print(f"removed {job['objects']} objects across {job['world_size']} ranks in "
+              f"{job['seconds']:.2f} s", file=sys.stderr)
+        for error in job["errors"]:
+            print(f"s3dlio: error: {error}", file=sys.stderr)
+    return 1 if job["errors"] else 0

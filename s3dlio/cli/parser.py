@@ -67,6 +67,10 @@ def _bulk(parser: argparse.ArgumentParser, what: str) -> None:
     _pattern(parser, what)
     _in_flight(parser)
     _json(parser, "a summary")
+    _ranks_flag(parser)
+
+
+def _ranks_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ranks", action="store_true",
                         help="split the work across the ranks of an MPI job (mpirun/srun); "
                              "rank 0 prints the totals")
@@ -143,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("-r", "--recursive", action="store_true")
     _pattern(rm, "delete objects")
     _in_flight(rm)
+    _ranks_flag(rm)
     rm.set_defaults(func=cmd_rm)
 
     mb = command("mb", "create a bucket (or Azure container)", ("create-bucket",))
@@ -170,5 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="N", help=f"requests in flight (default {DEFAULT_IN_FLIGHT})")
     bench.add_argument("--keep", action="store_true", help="leave the objects in place")
     _json(bench, "the results")
+    _ranks_flag(bench)
     bench.set_defaults(func=cmd_bench)
     return parser
