@@ -347,18 +347,11 @@ def _collect(requests: Sequence[Request], batches: list[tuple[Batch, list[int]]]
 
 
 def _log_batch(batch: Batch, statuses: list[int], views: list[BytesView]) -> None:
-    """Hands a finished batch to the op-log: its times in one native call;
-    rows are made on the log's own thread."""
-    n = len(batch.requests)
-    times = ffi.new("int64_t[]", 3 * n)
-    if lib.s3dl_batch_timings(batch.ptr, n, times) != lib.S3DL_OK:
-        return
-    # Bytes sent for uploads, received for everything else.
+    """Hands a finished batch to the op-log (bytes sent for uploads,
+    received for everything else)."""
     sizes = [memoryview(r.data).nbytes if (r.op == OP_PUT or r.label == "PUT") and r.data is not None
              else len(v) for r, v in zip(batch.requests, views)]
-    errors = [""] * n if not any(statuses) else \
-        ["" if s == 0 else STATUS_NAMES.get(s, str(s)) for s in statuses]
-    oplog.record(batch.requests, statuses, sizes, errors, ffi.unpack(times, 3 * n))
+    oplog.record_batch(batch, batch.requests, sizes)
 
 
 def _build(requests: Sequence[Request], max_in_flight: int,

@@ -7,9 +7,9 @@ read it::
     idx thread op client_id n_objects bytes endpoint file error start first_byte end duration_ns
 
 Times are RFC 3339 UTC with nanoseconds, taken by the core (start of the
-first attempt, first response byte, completion).  The caller's thread only
-queues each finished batch (a handful of references and one array of
-times); rows are made and compressed on the writer thread."""
+first attempt, first response byte, completion).  The core formats each
+finished batch's rows in one call (``s3dl_batch_format_log``, without the
+GIL); the log's own thread compresses and writes them."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -17,16 +17,13 @@ import os
 import queue
 import socket
 import threading
-import time
 from typing import Any, Optional, Sequence
 
 from .errors import InvalidArgumentError, S3dlioError
 
 HEADER = ("idx\tthread\top\tclient_id\tn_objects\tbytes\tendpoint\tfile\terror\tstart\t"
           "first_byte\tend\tduration_ns\n")
-_OPS = {1: "GET", 2: "PUT", 3: "HEAD", 4: "DELETE", 5: "POST"}
 _QUEUE_LIMIT = 65_536  # batches; beyond it rows are dropped and counted
-_SLICE = 256
 
 
 class _Session:
@@ -36,99 +33,57 @@ class _Session:
         self._file = open(path, "wb")
         self._writer = zstandard.ZstdCompressor(level=1).stream_writer(self._file)
         self._writer.write(HEADER.encode())
-        self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue(maxsize=_QUEUE_LIMIT)
-        self.client_id = os.environ.get("S3DLIO_CLIENT_ID") or socket.gethostname()
-        self.rows = 0
+        self._queue: "queue.Queue[Optional[bytes]]" = queue.Queue(maxsize=_QUEUE_LIMIT)
+        self.client_id = _field(os.environ.get("S3DLIO_CLIENT_ID") or socket.gethostname())
+        self.rows = 0  # numbered when queued
         self.dropped = 0
-        self._clock = _Clock()
+        self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="s3dlio-oplog", daemon=True)
         self._thread.start()
 
-    def submit(self, item: tuple) -> None:
+    def reserve(self, count: int) -> int:
+        """The index of the first of ``count`` rows about to be queued."""
+        with self._count_lock:
+            first = self.rows
+            self.rows += count
+            return first
+
+    def submit(self, text: bytes, count: int) -> None:
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait(text)
         except queue.Full:
-            self.dropped += len(item[1])
+            with self._count_lock:
+                self.dropped += count
 
     def _run(self) -> None:
         for _ in iter(int, 1):  # until the None sentinel
-            item = self._queue.get()
-            if item is None:
+            text = self._queue.get()
+            if text is None:
                 return
-            thread, requests, statuses, sizes, errors, times = item
-            # Slices of 256 rows with a yield between: the caller's thread
-            # gets the GIL back within ~0.3 ms when its next batch finishes,
-            # instead of waiting out a whole batch's formatting.
-            for at in range(0, len(requests), _SLICE):
-                end = at + _SLICE
-                rows = self._rows(thread, requests[at:end], statuses[at:end], sizes[at:end],
-                                  errors[at:end], times[3 * at:3 * end])
-                self._writer.write("".join(rows).encode("utf-8", "surrogateescape"))
-                time.sleep(0)
-
-    def _rows(self, thread: int, requests: Sequence[Any], statuses: Sequence[int],
-              sizes: Sequence[int], errors: Sequence[str], times: Sequence[int]) -> list:
-        # The hot loop of the log (about 1 us a row): per-batch pieces made
-        # once, one f-string a row, seconds formatted once per second.
-        out = []
-        head = f"\t{thread}\t"
-        client = f"\t{self.client_id}\t1\t"
-        clock = self._clock
-        idx = self.rows
-        stamps = iter(times)
-        for req, size, error, start, first, end in zip(requests, sizes, errors, stamps, stamps,
-                                                       stamps):
-            op = req.label or _OPS.get(req.op, "OP")
-            if req.client is None:
-                endpoint = "file://"
-            else:
-                target = req.target
-                cut = target.find("/", target.find("://") + 3)
-                endpoint = target if cut < 0 else target[:cut]
-            if error:
-                error = _field(error)
-            out.append(f"{idx}{head}{op}{client}{size}\t{endpoint}\t{_field(req.uri)}\t"
-                       f"{error}\t{clock(start)}\t{clock(first)}\t{clock(end)}\t"
-                       f"{end - start if start and end > start else 0}\n")
-            idx += 1
-        self.rows = idx
-        return out
+            self._writer.write(text)  # zstandard releases the GIL while it compresses
 
     def close(self) -> dict:
         self._queue.put(None)
         self._thread.join(timeout=60)
         self._writer.flush()
         self._writer.close()  # closes the file too
-        return {"path": self.path, "rows": self.rows, "dropped": self.dropped}
-
-
-class _Clock:
-    """RFC 3339 UTC with nanoseconds; each second's date-and-time part is
-    formatted once (formatting it dominated the log's cost)."""
-
-    def __init__(self) -> None:
-        self._seconds: dict[int, str] = {}
-
-    def __call__(self, ns: int) -> str:
-        if not ns:
-            return ""
-        seconds, rest = divmod(ns, 1_000_000_000)
-        text = self._seconds.get(seconds)
-        if text is None:
-            if len(self._seconds) > 4096:  # bounded
-                self._seconds.clear()
-            text = self._seconds[seconds] = _dt.datetime.fromtimestamp(
-                seconds, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
-        return f"{text}{rest:09d}Z"
+        return {"path": self.path, "rows": self.rows - self.dropped, "dropped": self.dropped}
 
 
 _UNSAFE = str.maketrans("\t\n\r", "   ")
 
 
 def _field(text: str) -> str:
-    # One row per line, tab-separated: neither may appear inside a field
-    # (URIs cannot hold them; error text might).
+    # One row per line, tab-separated: neither may appear inside a field.
     return text.translate(_UNSAFE) if text else text
+
+
+def _time(ns: int) -> str:
+    if not ns:
+        return ""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    moment = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest:09d}Z"
 
 
 _lock = threading.Lock()
@@ -180,12 +135,34 @@ def op_log_stats() -> dict:
             "dropped": session.dropped}
 
 
-def record(requests: Sequence[Any], statuses: Sequence[int], sizes: Sequence[int],
-           errors: Sequence[str], times: Sequence[int]) -> None:
-    """Queues one finished batch (called by the engine bridge)."""
+def record_batch(batch: Any, requests: Sequence[Any], sizes: Sequence[int]) -> None:
+    """Queues the rows of one finished native batch: the core formats them
+    (``s3dl_batch_format_log``), the log's thread compresses and writes."""
     session = _session
-    if session is not None:
-        session.submit((threading.get_native_id(), requests, statuses, sizes, errors, times))
+    if session is None or not requests:
+        return
+    from ._native import ffi, lib
+    count = len(requests)
+    files = "\n".join(r.uri for r in requests).encode("utf-8", "surrogateescape")
+    labelled = any(r.label for r in requests)
+    labels = "\n".join(r.label for r in requests).encode() if labelled else ffi.NULL
+    out = ffi.new("char **")
+    length = ffi.new("size_t *")
+    first = session.reserve(count)
+    status = lib.s3dl_batch_format_log(batch.ptr, count, first,
+                                       str(threading.get_native_id()).encode(),
+                                       session.client_id.encode("utf-8", "surrogateescape"),
+                                       files, len(files), labels,
+                                       len(labels) if labelled else 0,
+                                       ffi.new("uint64_t[]", sizes), out, length)
+    if status != lib.S3DL_OK:
+        with session._count_lock:
+            session.dropped += count
+        return
+    try:
+        session.submit(ffi.unpack(out[0], length[0]), count)
+    finally:
+        lib.s3dl_free(out[0])
 
 
 def record_local(op: str, uri: str, nbytes: int, error: str, start_ns: int,
@@ -194,10 +171,10 @@ def record_local(op: str, uri: str, nbytes: int, error: str, start_ns: int,
     local listing)."""
     session = _session
     if session is not None:
-        from ._engine import Request
-        request = Request(0, uri, "", label=op)
-        session.submit((threading.get_native_id(), [request], [0], [nbytes], [error],
-                        [start_ns, start_ns, end_ns]))
+        row = (f"{session.reserve(1)}\t{threading.get_native_id()}\t{op}\t{session.client_id}"
+               f"\t1\t{nbytes}\tfile://\t{_field(uri)}\t{_field(error)}\t{_time(start_ns)}\t"
+               f"{_time(start_ns)}\t{_time(end_ns)}\t{max(0, end_ns - start_ns)}\n")
+        session.submit(row.encode("utf-8", "surrogateescape"), 1)
 
 
 def active() -> bool:

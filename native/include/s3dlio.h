@@ -274,6 +274,25 @@ S3DL_API s3dl_status s3dl_batch_response_headers(const s3dl_batch *batch, size_t
  * started).  For operation logs. */
 S3DL_API s3dl_status s3dl_batch_timings(const s3dl_batch *batch, size_t count, int64_t *out);
 
+/* After completion: formats one operation-log row per item [0, count) into
+ * a new buffer (*out, *out_len; release with s3dl_free()):
+ *   idx \t thread \t op \t client_id \t 1 \t bytes \t endpoint \t file \t error
+ *   \t start \t first_byte \t end \t duration_ns \n
+ * with idx counting from `first_index`; `thread` and `client_id` as given;
+ * op the item's (GET, PUT, HEAD, DELETE, POST) unless `labels` names one
+ * ('\n'-separated, one line per item, empty lines keep the default; may be
+ * NULL); file from `files` ('\n'-separated, one line per item); bytes from
+ * sizes[i]; endpoint scheme://host[:port] of an HTTP target, else file://;
+ * error empty or s3dl_strerror() of a failure; times RFC 3339 UTC with
+ * nanoseconds (empty when not reached).  Tabs and newlines in fields become
+ * spaces. */
+S3DL_API s3dl_status s3dl_batch_format_log(const s3dl_batch *batch, size_t count,
+                                           uint64_t first_index, const char *thread,
+                                           const char *client_id, const char *files,
+                                           size_t files_len, const char *labels,
+                                           size_t labels_len, const uint64_t *sizes,
+                                           char **out, size_t *out_len);
+
 /* Per-request failure detail, filled for the caller (strings NUL-terminated,
  * truncated to fit). */
 typedef struct s3dl_detail {

@@ -436,6 +436,174 @@ s3dl_status s3dl_batch_timings(const s3dl_batch *b, size_t count, int64_t *out)
     return S3DL_OK;
 }
 
+/* ---- operation-log rows ---------------------------------------------------- */
+
+struct log_buf {
+    char *data;
+    size_t len, cap;
+    int failed;
+};
+
+static void log_put(struct log_buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (n > cap - b->len)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+/* A field: tabs, CR and LF become spaces, so rows stay one line. */
+static void log_field(struct log_buf *b, const char *s, size_t n)
+{
+    size_t start = b->len;
+    log_put(b, s, n);
+    if (b->failed)
+        return;
+    for (size_t i = start; i < b->len; i++)
+        if (b->data[i] == '\t' || b->data[i] == '\n' || b->data[i] == '\r')
+            b->data[i] = ' ';
+}
+
+static void log_u64(struct log_buf *b, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    log_put(b, tmp, (size_t)n);
+}
+
+/* RFC 3339 UTC with nanoseconds; the date part is formatted once per second. */
+struct log_clock {
+    int64_t second;
+    char prefix[32];
+    size_t prefix_len;
+};
+
+static void log_time(struct log_buf *b, struct log_clock *c, int64_t ns)
+{
+    if (ns <= 0)
+        return;
+    int64_t sec = ns / 1000000000LL, rest = ns % 1000000000LL;
+    if (sec != c->second) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        c->prefix_len = strftime(c->prefix, sizeof(c->prefix), "%Y-%m-%dT%H:%M:%S.", &tm);
+        c->second = sec;
+    }
+    log_put(b, c->prefix, c->prefix_len);
+    char digits[10];
+    for (int i = 8; i >= 0; i--) {
+        digits[i] = (char)('0' + rest % 10);
+        rest /= 10;
+    }
+    digits[9] = 'Z';
+    log_put(b, digits, 10);
+}
+
+/* The next '\n'-separated line of [*p, end). */
+static const char *next_line(const char **p, const char *end, size_t *len)
+{
+    const char *start = *p;
+    const char *nl = start < end ? memchr(start, '\n', (size_t)(end - start)) : NULL;
+    const char *stop = nl ? nl : end;
+    *len = start < end ? (size_t)(stop - start) : 0;
+    *p = nl ? nl + 1 : end;
+    return start;
+}
+
+static const char *op_name(s3dl_op op)
+{
+    switch (op) {
+    case S3DL_OP_GET: return "GET";
+    case S3DL_OP_PUT: return "PUT";
+    case S3DL_OP_STAT: return "HEAD";
+    case S3DL_OP_DELETE: return "DELETE";
+    case S3DL_OP_POST: return "POST";
+    default: return "OP";
+    }
+}
+
+s3dl_status s3dl_batch_format_log(const s3dl_batch *b, size_t count, uint64_t first_index,
+                                  const char *thread, const char *client_id, const char *files,
+                                  size_t files_len, const char *labels, size_t labels_len,
+                                  const uint64_t *sizes, char **out, size_t *out_len)
+{
+    if (!b || !thread || !client_id || !files || !sizes || !out || !out_len || count > b->count)
+        return S3DL_E_INVALID_ARGUMENT;
+    if (!batch_is_done(b))
+        return S3DL_E_STATE;
+    struct log_buf buf = {NULL, 0, 0, 0};
+    struct log_clock clock = {-1, {0}, 0};
+    const char *file_at = files, *files_end = files + files_len;
+    const char *label_at = labels, *labels_end = labels ? labels + labels_len : NULL;
+    for (size_t i = 0; i < count; i++) {
+        const struct s3dl_item *item = &b->items[i];
+        size_t n;
+        log_u64(&buf, first_index + i);
+        log_put(&buf, "\t", 1);
+        log_field(&buf, thread, strlen(thread));
+        log_put(&buf, "\t", 1);
+        const char *label = NULL;
+        size_t label_len = 0;
+        if (labels)
+            label = next_line(&label_at, labels_end, &label_len);
+        if (label_len)
+            log_field(&buf, label, label_len);
+        else
+            log_put(&buf, op_name(item->op), strlen(op_name(item->op)));
+        log_put(&buf, "\t", 1);
+        log_field(&buf, client_id, strlen(client_id));
+        log_put(&buf, "\t1\t", 3);
+        log_u64(&buf, sizes[i]);
+        log_put(&buf, "\t", 1);
+        const char *target = item->target;
+        const char *scheme_end = strstr(target, "://");
+        if (item->is_http && scheme_end) {
+            const char *slash = strchr(scheme_end + 3, '/');
+            log_field(&buf, target, slash ? (size_t)(slash - target) : strlen(target));
+        } else {
+            log_put(&buf, "file://", 7);
+        }
+        log_put(&buf, "\t", 1);
+        const char *file = next_line(&file_at, files_end, &n);
+        log_field(&buf, file, n);
+        log_put(&buf, "\t", 1);
+        if (item->status != S3DL_OK) {
+            const char *why = s3dl_strerror(item->status);
+            log_put(&buf, why, strlen(why));
+        }
+        log_put(&buf, "\t", 1);
+        log_time(&buf, &clock, item->t_start_ns);
+        log_put(&buf, "\t", 1);
+        log_time(&buf, &clock, item->t_first_byte_ns);
+        log_put(&buf, "\t", 1);
+        log_time(&buf, &clock, item->t_end_ns);
+        log_put(&buf, "\t", 1);
+        log_u64(&buf, item->t_start_ns > 0 && item->t_end_ns > item->t_start_ns
+                          ? (uint64_t)(item->t_end_ns - item->t_start_ns) : 0);
+        log_put(&buf, "\n", 1);
+    }
+    if (buf.failed) {
+        free(buf.data);
+        return S3DL_E_NOMEM;
+    }
+    *out = buf.data ? buf.data : calloc(1, 1);
+    *out_len = buf.len;
+    return *out ? S3DL_OK : S3DL_E_NOMEM;
+}
+
 int64_t batch_wall_clock_ns(void)
 {
     struct timespec ts;

@@ -48,6 +48,16 @@ int main(void)
     CHECK_EQ_INT(s3dl_batch_add(b, S3DL_OP_GET, "http://127.0.0.1:9/x", 0, 0, NULL, 0,
                                 S3DL_F_KEEP_HEADERS, NULL), S3DL_OK);
     CHECK_EQ_INT(s3dl_batch_response_headers(b, 0, &block, &block_len), S3DL_E_STATE);
+    int64_t times[3];
+    CHECK_EQ_INT(s3dl_batch_timings(b, 1, times), S3DL_E_STATE);
+    CHECK_EQ_INT(s3dl_batch_timings(b, 2, times), S3DL_E_INVALID_ARGUMENT);
+    char *rows = NULL;
+    size_t rows_len = 0;
+    uint64_t row_sizes[1] = {0};
+    CHECK_EQ_INT(s3dl_batch_format_log(b, 1, 0, "1", "c", "u", 1, NULL, 0, row_sizes, &rows,
+                                       &rows_len), S3DL_E_STATE);
+    CHECK_EQ_INT(s3dl_batch_format_log(NULL, 1, 0, "1", "c", "u", 1, NULL, 0, row_sizes, &rows,
+                                       &rows_len), S3DL_E_INVALID_ARGUMENT);
     s3dl_batch_free(b);
 
     s3dl_client *c = NULL;
