@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -62,6 +62,17 @@ def share(items: Sequence[T], where: World) -> list[T]:
     return list(items[where.rank::where.size])
 
 
+def listed_once(where: World, make: Callable[[], list[T]]) -> list[T]:
+    """A work list made by rank 0 and sent to every rank (with mpi4py), so
+    all ranks share one snapshot even when the work changes what a listing
+    would return (a recursive delete).  Without a communicator each rank
+    makes its own."""
+    if where.comm is None:
+        return make()
+    items = make() if where.rank == 0 else None
+    return where.comm.bcast(items, root=0)  # type: ignore[no-any-return]
+
+
 def combine(where: World, report: dict) -> dict:
     """The job's totals from every rank's ``report`` (``bytes``,
     ``objects``, ``errors``: a list of strings, ``seconds``), known to every
@@ -80,4 +91,4 @@ def combine(where: World, report: dict) -> dict:
     }
 
 
-__all__ = ["World", "world", "share", "combine"]
+__all__ = ["World", "world", "share", "listed_once", "combine"]

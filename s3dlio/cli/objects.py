@@ -68,8 +68,11 @@ def _rm_ranks(args: argparse.Namespace, uri: str) -> int:
     if not args.recursive:
         raise s3dlio.InvalidArgumentError("--ranks needs -r")
     where = ranks.world()
-    targets = sorted(u for u in s3dlio.list(uri, recursive=True, pattern=args.pattern)
-                     if not u.endswith("/"))
+    # One listing for the whole job, made before anyone deletes: ranks that
+    # listed on their own while others deleted would see different lists.
+    targets = ranks.listed_once(where, lambda: sorted(
+        u for u in s3dlio.list(uri, recursive=True, pattern=args.pattern)
+        if not u.endswith("/")))
     mine = ranks.share(targets, where)
     errors: list[str] = []
     started = time.perf_counter()
