@@ -102,6 +102,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 raise s3dlio.StorageIOError(f"read {len(view)} bytes, wrote {args.size}: {uri}",
                                             uri=uri)
 
+    if getattr(args, "ranks", False):
+        from s3dlio import ranks
+        where = ranks.world()
+        if where.comm is not None:
+            where.comm.Barrier()  # every rank starts its phases together
     try:
         result = {"uri_prefix": run, "size": args.size, "count": args.count,
                   "concurrency": args.concurrency,
