@@ -5,7 +5,7 @@ import json
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3dlio import InvalidURIError
@@ -75,3 +75,13 @@ def test_crc32c_check_values(vectors):
         first = lib.s3dl_crc32c(0, ffi.from_buffer(data[:half]), half)
         assert lib.s3dl_crc32c(first, ffi.from_buffer(data[half:]), len(data) - half) == got
     assert len(doc["values"]) >= 4
+
+
+@given(st.text(alphabet="abc.~+_-/", min_size=1, max_size=30), st.sampled_from(["s3", "gs"]))
+@settings(max_examples=400, deadline=None)
+def test_fast_uri_path_agrees_with_the_full_checks(key, scheme):
+    from s3dlio import uri as uri_module
+    text = f"{scheme}://bkt/{key}"
+    if uri_module._SIMPLE_OBJECT.fullmatch(text) is None:
+        return  # the full checks decide alone
+    assert uri_module.parse_uri(text) == uri_module._parse_full(text, True)
