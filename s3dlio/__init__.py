@@ -27,6 +27,8 @@ from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
                      StorageIOError, ThrottledError, TimeoutError, UnsupportedError)
 from .formats import (create_tfrecord_index, get_tfrecord_index_entries, read_npy, read_npz,
                       read_tfrecord_records)
+from .loaders import (AsyncLoader, PyBytesAsyncDataLoader, PyDataset, PyLoaderOptions,
+                      create_async_loader, create_dataset)
 from .mp_get import mp_get
 from .oplog import finalize_op_log, init_op_log, is_op_log_active, op_log_stats
 from .reader import open  # s3dlio.open; kept out of __all__ so `import *` never hides the builtin
@@ -51,6 +53,8 @@ __all__ = [
     "init_op_log", "finalize_op_log", "is_op_log_active", "op_log_stats",
     "read_npy", "read_npz", "create_tfrecord_index", "get_tfrecord_index_entries",
     "read_tfrecord_records",
+    "PyLoaderOptions", "PyDataset", "AsyncLoader", "PyBytesAsyncDataLoader", "create_dataset",
+    "create_async_loader",
     "PyWriterOptions", "PyObjectWriter", "create_writer", "create_s3_writer", "create_gcs_writer",
     "create_azure_writer", "create_filesystem_writer", "create_direct_filesystem_writer",
     "S3dlioError", "NotFoundError", "InvalidArgumentError", "InvalidURIError", "PermissionDeniedError",
