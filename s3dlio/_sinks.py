@@ -164,12 +164,7 @@ class GcsSink(Sink):
 
     def _status(self, total: Optional[int]) -> Any:
         assert self.session is not None
-        client = gcs_store.current()
-        size = "*" if total is None else str(total)
-        request = _engine.Request(_engine.OP_PUT, self.parsed.raw, self.session, data=b"",
-                                  client=client.handle,
-                                  flags=_engine.F_KEEP_HEADERS | _engine.F_ACCEPT_3XX,
-                                  headers=client.auth() + (f"Content-Range: bytes */{size}",))
+        request = gcs_store.status_request(self.parsed, self.session, total)
         results = _engine.Pending([request], 1).finish()
         try:
             results.raise_first()
@@ -191,7 +186,7 @@ class GcsSink(Sink):
                 reply = self._status(total)  # what does the session hold?
                 if reply is not None and reply.status in (200, 201):
                     return b""
-            held = gcs_store._persisted(reply)
+            held = gcs_store.persisted(reply)
             if total is None and held == end:
                 return b""
             if not offset <= held <= end:

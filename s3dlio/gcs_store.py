@@ -277,7 +277,7 @@ def chunk_size() -> int:
     return max(CHUNK_QUANTUM, size - size % CHUNK_QUANTUM)
 
 
-def _persisted(response: Optional[_engine.Response]) -> int:
+def persisted(response: Optional[_engine.Response]) -> int:
     """Bytes the server holds, from a 308's ``Range: bytes=0-N``."""
     if response is None:
         return 0
@@ -347,11 +347,21 @@ def chunk_request(parsed: ParsedURI, session: str, piece: Any, offset: int,
                    flags=_engine.F_KEEP_HEADERS | _engine.F_ACCEPT_3XX, headers=headers)
 
 
+def status_request(parsed: ParsedURI, session: str, total: Optional[int]) -> Request:
+    """Asks a resumable session how much it holds: 308 with ``Range:
+    bytes=0-N`` (see :func:`persisted`), or 200/201 once the upload is
+    complete.  ``total`` None while a streaming writer does not know it."""
+    client = current()
+    size = "*" if total is None else str(total)
+    return Request(_engine.OP_PUT, parsed.raw, session, data=b"", client=client.handle,
+                   flags=_engine.F_KEEP_HEADERS | _engine.F_ACCEPT_3XX,
+                   headers=client.auth() + (f"Content-Range: bytes */{size}",))
+
+
 def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: bool) -> Steps:
     """A resumable upload: start a session, send chunks in order; after a
     chunk fails, ask the session how much it holds and go on from there
     (at most five recoveries).  Returns the object's metadata dict."""
-    client = current()
     view = memoryview(data).cast("B")
     size = len(view)
     crc = crc32c_b64(view)
@@ -372,16 +382,13 @@ def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: b
             recoveries += 1
             if recoveries > _MAX_RECOVERIES:
                 raise
-            status = yield [Request(_engine.OP_PUT, parsed.raw, session, data=b"",
-                                    client=client.handle,
-                                    flags=_engine.F_KEEP_HEADERS | _engine.F_ACCEPT_3XX,
-                                    headers=client.auth() + (f"Content-Range: bytes */{size}",))]
+            status = yield [status_request(parsed, session, size)]
             status.raise_first()
             reply = status.response_headers(0)
             status.free()
             if reply is not None and reply.status in (200, 201):
                 return {"size": size}  # finished while its reply was lost
-            offset = _persisted(reply)
+            offset = persisted(reply)
             continue
         reply = results.response_headers(0)
         body = bytes(results.views[0])
@@ -394,6 +401,6 @@ def resumable_steps(parsed: ParsedURI, data: Any, headers: tuple, create_only: b
                 raise StorageIOError(f"GCS stored {done['size']} bytes of {size} for "
                                      f"{parsed.raw}", uri=parsed.raw, code="SizeMismatch")
             return done
-        offset = _persisted(reply)
+        offset = persisted(reply)
     raise StorageIOError(f"GCS resumable upload made no progress: {parsed.raw}", uri=parsed.raw,
                          code="UploadStalled")
