@@ -384,9 +384,6 @@ class Pending:
             self.cancel()
             raise
 
-    def done(self) -> bool:
-        return all(lib.s3dl_batch_done(batch.ptr) for batch, _ in self._batches)
-
     def finish(self) -> Results:
         """Waits (GIL released) and returns the results; the caller frees
         them.  Once only: a second call raises S3dlioError."""

@@ -14,14 +14,12 @@ from __future__ import annotations
 import collections
 import copy
 import mmap
-import os
 from typing import Any, Deque, Optional
 
-from . import _compress, _engine
+from . import _compress, _sinks
 from ._native import ffi, lib
 from .errors import InvalidArgumentError, S3dlioError
 from .uri import ParsedURI, parse_uri
-from . import _sinks
 
 MiB = 1 << 20
 
