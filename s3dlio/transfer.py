@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Optional
 
 from . import api
@@ -75,12 +74,15 @@ def _copy(pairs: list[tuple[str, str]], max_in_flight: int, ranks: bool = False)
         return _copy_window(sorted(pairs), max_in_flight, None)[0]
     from . import ranks as _ranks
     where = _ranks.world()
-    mine = _ranks.share(sorted(pairs), where)
-    errors: list[str] = []
-    started = time.perf_counter()
-    written, moved = _copy_window(mine, max_in_flight, errors)
-    totals = _ranks.combine(where, {"bytes": moved, "objects": len(written), "errors": errors,
-                                    "seconds": time.perf_counter() - started})
+    written: list[str] = []
+
+    def work(mine: list[tuple[str, str]]) -> tuple[int, int, list[str]]:
+        errors: list[str] = []
+        done, moved = _copy_window(mine, max_in_flight, errors)
+        written.extend(done)
+        return len(done), moved, errors
+
+    totals = _ranks.run_share(where, sorted(pairs), work)
     if where.rank == 0:
         print(f"s3dlio: {totals['objects']} objects, {totals['bytes']} bytes, "
               f"{len(totals['errors'])} errors across {totals['world_size']} ranks in "

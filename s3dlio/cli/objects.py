@@ -62,8 +62,6 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def _rm_ranks(args: argparse.Namespace, uri: str) -> int:
     """rm -r --ranks: every rank lists the same objects and deletes its
     share; rank 0 reports the job's totals; any failure fails every rank."""
-    import time
-
     from s3dlio import ranks
     if not args.recursive:
         raise s3dlio.InvalidArgumentError("--ranks needs -r")
@@ -73,20 +71,21 @@ def _rm_ranks(args: argparse.Namespace, uri: str) -> int:
     targets = ranks.listed_once(where, lambda: sorted(
         u for u in s3dlio.list(uri, recursive=True, pattern=args.pattern)
         if not u.endswith("/")))
-    mine = ranks.share(targets, where)
-    errors: list[str] = []
-    started = time.perf_counter()
 
-    def remove(target: str) -> None:
-        try:
-            s3dlio.delete(target)
-        except s3dlio.S3dlioError as exc:
-            errors.append(f"{target}: {exc}")
+    def work(mine: list[str]) -> tuple[int, int, list[str]]:
+        errors: list[str] = []
 
-    with ThreadPoolExecutor(max_workers=args.max_in_flight) as pool:
-        list(pool.map(remove, mine))
-    job = ranks.combine(where, {"bytes": 0, "objects": len(mine) - len(errors),
-                                "errors": errors, "seconds": time.perf_counter() - started})
+        def remove(target: str) -> None:
+            try:
+                s3dlio.delete(target)
+            except s3dlio.S3dlioError as exc:
+                errors.append(f"{target}: {exc}")
+
+        with ThreadPoolExecutor(max_workers=args.max_in_flight) as pool:
+            list(pool.map(remove, mine))
+        return len(mine) - len(errors), 0, errors
+
+    job = ranks.run_share(where, targets, work)
     if where.rank == 0:
         print(f"removed {job['objects']} objects across {job['world_size']} ranks in "
               f"{job['seconds']:.2f} s", file=sys.stderr)

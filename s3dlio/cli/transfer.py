@@ -48,16 +48,15 @@ def _tree_ranks(args: argparse.Namespace, pairs: list[Pair]) -> int:
     through MPI; rank 0 reports; every rank exits non-zero if any failed."""
     from s3dlio import ranks
     where = ranks.world()
-    mine = ranks.share(sorted(pairs), where)
-    started = time.perf_counter()
-    errors: list[str] = []
-    totals = Totals()
-    try:
-        totals = copy_many(mine, args.max_in_flight, False)
-    except s3dlio.S3dlioError as exc:
-        errors.append(str(exc))
-    job = ranks.combine(where, {"bytes": totals.bytes, "objects": totals.objects,
-                                "errors": errors, "seconds": time.perf_counter() - started})
+
+    def work(mine: list[Pair]) -> tuple[int, int, list[str]]:
+        try:
+            totals = copy_many(mine, args.max_in_flight, False)
+        except s3dlio.S3dlioError as exc:
+            return 0, 0, [str(exc)]
+        return totals.objects, totals.bytes, []
+
+    job = ranks.run_share(where, sorted(pairs), work)
     if where.rank == 0:
         if args.json:
             emit_json({k: job[k] for k in ("ranks", "world_size", "objects", "bytes", "errors",
