@@ -11,11 +11,14 @@ Quick start::
 See docs/api.md for every function."""
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from ._bytesview import BytesView
 from ._logbridge import init_logging
 from ._native import version_string as _native_version
 from .api import (create_bucket, delete, delete_bucket, exists, get, get_into, get_many,
-                  get_many_stats, get_range, list,
+                  get_many_stats, get_range, iter_list, list,
                   mkdir, presign, put, put_bytes, put_many, stat, stat_many, stats)
 from .asyncops import (exists_async, get_async, get_into_async, get_many_async, get_range_async,
                        put_async,
@@ -41,11 +44,30 @@ __version__ = "0.1.0"
 if __version__ != _native_version():  # the package and the core ship together
     raise ImportError(f"s3dlio {__version__} found native core {_native_version()}; reinstall")
 
+# Framework integrations load on first use, so `import s3dlio` never imports
+# torch, jax or tensorflow.  They stay out of __all__: `from s3dlio import *`
+# must not pull a framework in either.
+_LAZY = {
+    "S3MapDataset": "torch", "S3IterableDataset": "torch",
+    "ObjectStoreMapDataset": "torch", "ObjectStoreIterableDataset": "torch",
+    "S3JaxIterable": "jax_tf", "JaxIterable": "jax_tf", "make_tf_dataset": "jax_tf",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 's3dlio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "BytesView", "init_logging", "__version__",
     "put", "put_bytes", "put_many", "get", "get_into", "get_range", "get_many", "stat",
     "stat_many", "get_into_async",
-    "exists", "delete", "list", "mkdir", "stats", "upload", "download",
+    "exists", "delete", "list", "iter_list", "mkdir", "stats", "upload", "download",
     "create_bucket", "delete_bucket", "presign", "get_many_stats", "mp_get",
     "put_async", "put_many_async", "get_async", "get_range_async", "get_many_async",
     "stat_async", "stat_many_async", "exists_async",

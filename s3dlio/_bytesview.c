@@ -193,7 +193,30 @@ static PySequenceMethods bv_as_sequence = {
     (lenfunc)bv_length,
 };
 
+/* Pickling (DataLoader worker queues, multiprocessing) sends a copy of the
+ * bytes and rebuilds a BytesView with from_bytes on the other side; the
+ * native buffer itself never crosses a process boundary. */
+static PyObject *bv_reduce(BytesView *self, PyObject *unused)
+{
+    if (bv_released(self))
+        return NULL;
+    PyObject *module = PyImport_ImportModule("s3dlio._bytesview");
+    if (!module)
+        return NULL;
+    PyObject *rebuild = PyObject_GetAttrString(module, "from_bytes");
+    Py_DECREF(module);
+    if (!rebuild)
+        return NULL;
+    PyObject *copy = PyBytes_FromStringAndSize(self->data, self->length);
+    if (!copy) {
+        Py_DECREF(rebuild);
+        return NULL;
+    }
+    return Py_BuildValue("(N(N))", rebuild, copy);
+}
+
 static PyMethodDef bv_methods[] = {
+    {"__reduce__", (PyCFunction)bv_reduce, METH_NOARGS, "Pickle as a copy of the bytes."},
     {"memoryview", (PyCFunction)bv_memoryview, METH_NOARGS,
      "A zero-copy memoryview of the data."},
     {"to_bytes", (PyCFunction)bv_bytes, METH_NOARGS, "A copy of the data as bytes."},

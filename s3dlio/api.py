@@ -12,7 +12,7 @@ import datetime as _dt
 import mimetypes
 import os
 import re
-from typing import Any, Iterable, List, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import _engine, azure_store, gcs_store, oplog, s3_client, s3_multipart, size_cache
 from . import _local as _localfs
@@ -556,17 +556,39 @@ def list(uri: str, recursive: bool = True, pattern: Optional[str] = None) -> Lis
     matched against the key relative to the listed directory (or its base
     name when the pattern has no ``/``)."""
     parsed = _route(uri, require_key=False)
-    if not parsed.is_local:
-        selected = _remote_list(parsed, recursive)
-    else:
-        import time
-        started = time.time_ns()
-        selected = [f"{parsed.scheme}://{p}" for p in _localfs.list_paths(parsed, recursive)]
-        oplog.record_local("LIST", parsed.raw, 0, "", started, time.time_ns())
+    if parsed.is_local:
+        return _matching(parsed, _local_list(parsed, recursive), pattern)
+    stream = _remote_stream(parsed) if recursive else _remote_level(parsed)
+    return _matching(parsed, sorted(stream), pattern)
+
+
+def iter_list(uri: str, pattern: Optional[str] = None) -> Iterator[str]:
+    """``list(uri, recursive=True, pattern=pattern)`` as a stream: object
+    stores yield each listing page as it arrives, so a consumer can start
+    on the first objects of a prefix of millions.  The order is the same
+    sorted order ``list`` returns."""
+    parsed = _route(uri, require_key=False)
+    if parsed.is_local:
+        return iter(_matching(parsed, _local_list(parsed, True), pattern))
+    return _matching(parsed, _remote_stream(parsed), pattern)
+
+
+def _local_list(parsed: ParsedURI, recursive: bool) -> List[str]:
+    import time
+    started = time.time_ns()
+    selected = [f"{parsed.scheme}://{p}" for p in _localfs.list_paths(parsed, recursive)]
+    oplog.record_local("LIST", parsed.raw, 0, "", started, time.time_ns())
+    return selected
+
+
+def _matching(parsed: ParsedURI, uris: Iterable[str], pattern: Optional[str]) -> Any:
+    """``uris`` filtered by ``pattern`` on the key relative to the listed
+    base: a list for a list, a lazy iterator for anything else."""
     base = relative_base(parsed)
-    return [u for u in selected
+    kept = (u for u in uris
             if _localfs.match_pattern(u[len(base):].rstrip("/") if u.startswith(base) else u,
-                                      pattern)]
+                                      pattern))
+    return _list(kept) if isinstance(uris, _list) else kept
 
 
 #: One listing page: objects as (key, size, etag), and common prefixes.
@@ -597,24 +619,42 @@ def _s3_list_pages(parsed: ParsedURI, prefix: str,
             return
 
 
-def _remote_list(parsed: ParsedURI, recursive: bool) -> List[str]:
-    """An object store's listing with the same exact selection as local
+def _remote_prefixes(parsed: ParsedURI) -> tuple[bool, List[str]]:
+    """An object store's listing has the same exact selection as local
     listings: a key ending in '/' (or empty) lists under it; any other key
     selects that object and what lies under key + '/'."""
     key = parsed.key
     exact = bool(key) and not key.endswith("/")
-    prefixes = [key + "/"] if exact else [key]
-    out: List[str] = []
+    return exact, [key + "/"] if exact else [key]
+
+
+def _remote_stream(parsed: ParsedURI) -> Iterator[str]:
+    """Recursive listing, page by page, in sorted order: the stores list
+    keys in UTF-8 byte order, which is Python's str order, and the exact
+    object ``key`` sorts before everything under ``key/``."""
+    exact, prefixes = _remote_prefixes(parsed)
     if exact:
-        out.extend(_exact_object(parsed))
+        yield from _exact_object(parsed)
     for prefix in prefixes:
-        for objects, common in _list_pages(parsed, prefix, None if recursive else "/"):
+        for objects, _common in _list_pages(parsed, prefix, None):
             for key, size, etag in objects:
                 uri = parsed.with_key(key)
                 size_cache.remember(uri, size, etag)
-                out.append(uri)
-            out.extend(parsed.with_key(p) for p in common)
-    return sorted(out)
+                yield uri
+
+
+def _remote_level(parsed: ParsedURI) -> Iterator[str]:
+    """One level (delimiter '/'): objects and sub-prefixes ending in '/'."""
+    exact, prefixes = _remote_prefixes(parsed)
+    if exact:
+        yield from _exact_object(parsed)
+    for prefix in prefixes:
+        for objects, common in _list_pages(parsed, prefix, "/"):
+            for key, size, etag in objects:
+                uri = parsed.with_key(key)
+                size_cache.remember(uri, size, etag)
+                yield uri
+            yield from (parsed.with_key(p) for p in common)
 
 
 def _exact_object(parsed: ParsedURI) -> List[str]:

@@ -20,8 +20,8 @@ import collections
 import copy
 import random
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import (Any, AsyncIterator, Deque, Dict, Iterator, List, Mapping, NamedTuple,
-                    Optional, Sequence, TypeVar, Union)
+from typing import (Any, AsyncIterator, Callable, Deque, Dict, Iterable, Iterator, List, Mapping,
+                    NamedTuple, Optional, Sequence, TypeVar, Union)
 
 from ._bytesview import BytesView, from_bytes
 from .api import get_many, get_range, list as list_objects, relative_base, stat_many
@@ -36,6 +36,7 @@ _MAX_PREFETCH = 1024
 _MAX_PART_SIZE = 5 << 30
 
 T = TypeVar("T")
+G = TypeVar("G")
 
 
 def _bad(message: str) -> InvalidArgumentError:
@@ -262,28 +263,36 @@ async def _fetch_async(samples: Sequence[Sample], max_in_flight: int) -> List[By
     return list(await asyncio.gather(*(one(s) for s in samples)))
 
 
-def _prefetched(groups: Sequence[Sequence[Sample]], depth: int, max_in_flight: int
+def _prefetched(groups: Iterable[Sequence[Sample]], depth: int, max_in_flight: int
                 ) -> Iterator[List[BytesView]]:
     """Each group's views, in order, with at most ``depth`` groups being
     fetched ahead of the one the caller holds (``depth`` 0: on demand)."""
+    return _read_ahead(groups, depth, lambda group: _fetch(group, max_in_flight))
+
+
+def _read_ahead(groups: Iterable[G], depth: int, work: Callable[[G], T]) -> Iterator[T]:
+    """``work(group)`` for each group, in order, running on at most ``depth``
+    groups ahead of the one the caller holds (``depth`` 0: on demand).
+    Separate from the fetch so s3dlio.jax_tf can decode on the read-ahead
+    threads too, not on the training loop's."""
     if depth == 0:
         for group in groups:
-            yield _fetch(group, max_in_flight)
+            yield work(group)
         return
     pending: Deque[Future] = collections.deque()
     upcoming = iter(groups)
     with ThreadPoolExecutor(max_workers=depth) as pool:
         try:
             for group in upcoming:
-                pending.append(pool.submit(_fetch, group, max_in_flight))
+                pending.append(pool.submit(work, group))
                 if len(pending) == depth:
                     break
             while pending:
-                views = pending.popleft().result()
+                result = pending.popleft().result()
                 for group in upcoming:
-                    pending.append(pool.submit(_fetch, group, max_in_flight))
+                    pending.append(pool.submit(work, group))
                     break
-                yield views
+                yield result
         finally:
             for fut in pending:  # the caller stopped early: drop what has not started
                 fut.cancel()

@@ -136,6 +136,17 @@ def test_list_sorted_recursive_full_uris(backend):
     assert s3dlio.list(backend.uri("nothing-here/")) == []
 
 
+def test_iter_list_streams_what_list_returns(backend):
+    keys = ["b/2.bin", "a.bin", "b/1.bin", "b/c/3.bin", "z.txt", "b-sibling.bin"]
+    s3dlio.put_many([(backend.uri(k), k.encode()) for k in keys])
+    stream = s3dlio.iter_list(backend.prefix)
+    assert iter(stream) is stream  # an iterator, consumed lazily
+    assert list(stream) == s3dlio.list(backend.prefix)
+    for uri, pattern in ((backend.uri("b"), None), (backend.uri("a.bin"), None),
+                         (backend.prefix, "*.bin"), (backend.uri("nothing/"), None)):
+        assert list(s3dlio.iter_list(uri, pattern)) == s3dlio.list(uri, pattern=pattern)
+
+
 def test_list_hides_in_progress_writes(local_backend):
     root = local_backend.prefix.split("://", 1)[1]
     with open(os.path.join(root, ".x.bin.s3dlio-tmp.1234"), "wb") as f:
