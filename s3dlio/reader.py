@@ -138,12 +138,20 @@ class _WriterFile(io.RawIOBase):
     def __init__(self, writer: Any) -> None:
         super().__init__()
         self.writer = writer
+        self._position = 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        return int(self.writer.write(data))
+        written = int(self.writer.write(data))
+        self._position += written
+        return written
+
+    def tell(self) -> int:
+        """Bytes written so far (before compression): the stream only goes
+        forward, but writers that record offsets (torch DCP) ask for it."""
+        return self._position
 
     def close(self) -> None:
         if not self.closed:

@@ -6,6 +6,8 @@
 - :class:`S3IterableDataset`: streams objects with read-ahead, sharded
   across ``DataLoader`` workers and ``torch.distributed`` ranks so every
   object is read exactly once per epoch, reshuffled per epoch.
+- ``StorageWriter``/``StorageReader``: torch.distributed.checkpoint storage
+  on any URI (s3dlio/_dcp.py, loaded on first use).
 
 Both yield :class:`~s3dlio.BytesView` (or what ``transform`` returns) and work
 with ``DataLoader(num_workers=0..N)`` under fork and spawn: the engine
@@ -251,9 +253,18 @@ class S3IterableDataset(IterableDataset):
                 f"seed={self.seed}, max_in_flight={self.max_in_flight})")
 
 
+def __getattr__(name: str) -> Any:
+    # DCP's storage classes import torch.distributed.checkpoint, which the
+    # datasets do not need: load them on first use.
+    if name in ("StorageWriter", "StorageReader"):
+        from . import _dcp
+        return getattr(_dcp, name)
+    raise AttributeError(f"module 's3dlio.torch' has no attribute {name!r}")
+
+
 #: The reference s3dlio's current names for the same classes.
 ObjectStoreMapDataset = S3MapDataset
 ObjectStoreIterableDataset = S3IterableDataset
 
 __all__ = ["S3MapDataset", "S3IterableDataset", "ObjectStoreMapDataset",
-           "ObjectStoreIterableDataset"]
+           "ObjectStoreIterableDataset", "StorageWriter", "StorageReader"]
