@@ -23,8 +23,11 @@ from .api import (create_bucket, delete, delete_bucket, exists, get, get_into, g
 from .asyncops import (exists_async, get_async, get_into_async, get_many_async, get_range_async,
                        put_async,
                        put_many_async, stat_async, stat_many_async)
+from .checkpoint import (load_checkpoint, load_checkpoint_with_validation,
+                         remove_checkpoint_debris, save_checkpoint)
+from .checkpoint_dist import finalize_distributed_checkpoint, save_distributed_shard
 from .compat import get_object, list_objects, stat_object
-from .errors import (AlreadyExistsError, CancelledError, ChecksumMismatchError,
+from .errors import (AlreadyExistsError, CancelledError, CheckpointError, ChecksumMismatchError,
                      InvalidArgumentError, InvalidRangeError, InvalidURIError, IsADirectoryError, NoSpaceError,
                      NotADirectoryError, NotFoundError, PermissionDeniedError, S3dlioError,
                      StorageIOError, ThrottledError, TimeoutError, UnsupportedError)
@@ -77,10 +80,12 @@ __all__ = [
     "read_tfrecord_records",
     "PyLoaderOptions", "PyDataset", "AsyncLoader", "PyBytesAsyncDataLoader", "create_dataset",
     "create_async_loader",
+    "save_checkpoint", "load_checkpoint", "load_checkpoint_with_validation",
+    "remove_checkpoint_debris", "save_distributed_shard", "finalize_distributed_checkpoint",
     "PyWriterOptions", "PyObjectWriter", "create_writer", "create_s3_writer", "create_gcs_writer",
     "create_azure_writer", "create_filesystem_writer", "create_direct_filesystem_writer",
     "S3dlioError", "NotFoundError", "InvalidArgumentError", "InvalidURIError", "PermissionDeniedError",
     "AlreadyExistsError", "TimeoutError", "ChecksumMismatchError", "ThrottledError",
     "IsADirectoryError", "NotADirectoryError", "NoSpaceError", "InvalidRangeError",
-    "UnsupportedError", "CancelledError", "StorageIOError",
+    "UnsupportedError", "CancelledError", "StorageIOError", "CheckpointError",
 ]

@@ -12,7 +12,7 @@ import errno
 import os
 from typing import Any, Optional
 
-from . import _engine, azure_store, gcs_store, s3_multipart
+from . import _engine, _local, azure_store, gcs_store, s3_multipart
 from ._native import ffi
 from .errors import (AlreadyExistsError, InvalidArgumentError, StorageIOError, ThrottledError,
                      TimeoutError, error_from_oserror)
@@ -281,7 +281,7 @@ class FileSink(Sink):
         try:
             os.makedirs(directory, exist_ok=True)
             # Short, so any name that fits its directory has a temporary one.
-            self.tmp = os.path.join(directory, f".s3dlio-{os.urandom(8).hex()}.tmp")
+            self.tmp = os.path.join(directory, f"{_local.TEMP_MARKER}{os.urandom(8).hex()}")
             self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                               0o666)
         except OSError as exc:

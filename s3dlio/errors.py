@@ -65,6 +65,18 @@ class ChecksumMismatchError(S3dlioError):
     """Data did not match its checksum after every retry."""
 
 
+class CheckpointError(S3dlioError, ValueError):
+    """A checkpoint is malformed, corrupt, or not what the caller expected.
+    ``code`` says which (``BadHeader``, ``ChecksumMismatch``, ``Truncated``,
+    ``UnsupportedVersion``, ``MissingKeys``); ``blob`` names the blob
+    concerned, if one is."""
+
+    def __init__(self, message: str, *, uri: Optional[str] = None,
+                 code: Optional[str] = None, blob: Optional[str] = None) -> None:
+        super().__init__(message, uri=uri, code=code)
+        self.blob = blob
+
+
 class ThrottledError(S3dlioError):
     """The service kept asking us to slow down past the retry budget."""
 

@@ -101,6 +101,7 @@ def test_nothing_appears_before_finalize_and_abort_leaves_nothing(backend):
     writer = s3dlio.create_writer(uri, s3dlio.PyWriterOptions(chunk_size=part, max_in_flight=2))
     writer.write(os.urandom(3 * part))  # several parts already shipped
     assert not s3dlio.exists(uri)
+    assert s3dlio.list(backend.prefix) == []  # the in-progress file is hidden from listings
     writer.abort()
     writer.abort()  # idempotent
     assert not s3dlio.exists(uri)
