@@ -17,6 +17,7 @@
 
 #include "aligned_buf.h"
 #include "crypto.h"
+#include "http_date.h"
 #include "log.h"
 #include "retry.h"
 #include "s3_error.h"
@@ -744,7 +745,7 @@ static void fill_stat(struct s3dl_item *item, const struct http_transfer *t)
                                                : t->len;
     item->stat->size = size;
     if (t->last_modified[0]) {
-        time_t when = curl_getdate(t->last_modified, NULL);
+        int64_t when = http_date_parse(t->last_modified);
         if (when > 0)
             item->stat->mtime_ns = (int64_t)when * 1000000000LL;
     }
