@@ -28,5 +28,23 @@ int main(void)
                 off = 8;
                 break;
             }
+    /* Lengths around the three-stripe blocks (3 x 256 and 3 x 8192 bytes),
+     * at odd offsets, as one call and split at random points. */
+    size_t big_len = 3 * 8192 * 2 + 3 * 256 * 3 + 77;
+    uint8_t *big = malloc(big_len + 8);
+    CHECK(big != NULL);
+    for (size_t i = 0; i < big_len + 8; i++)
+        big[i] = (uint8_t)rand();
+    const size_t lens[] = {767, 768, 769, 3 * 256 + 8, 24575, 24576, 24577, 24576 + 768,
+                           big_len};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+        for (size_t off = 0; off < 3; off++) {
+            uint32_t want = crc32c_portable(0, big + off, lens[i]);
+            CHECK_EQ_INT(s3dl_crc32c(0, big + off, lens[i]), want);
+            size_t cut = (size_t)rand() % lens[i];
+            CHECK_EQ_INT(s3dl_crc32c(s3dl_crc32c(0, big + off, cut), big + off + cut,
+                                     lens[i] - cut), want);
+        }
+    free(big);
     return check_report("test_crc32c");
 }
