@@ -33,6 +33,8 @@ s3dl_status s3dl_client_new(s3dl_client **out)
     atomic_init(&c->refs, 1);
     pthread_mutex_init(&c->mutex, NULL);
     set_defaults(c);
+    static _Atomic uint64_t next_serial = 2; /* 1 is the default client */
+    c->serial = atomic_fetch_add(&next_serial, 1);
     *out = c;
     return S3DL_OK;
 }
@@ -45,6 +47,7 @@ static void init_default(void)
     atomic_init(&default_client.refs, 1); /* never reaches zero */
     pthread_mutex_init(&default_client.mutex, NULL);
     set_defaults(&default_client);
+    default_client.serial = 1;
     default_client.frozen = 1;
 }
 

@@ -12,6 +12,7 @@
 
 struct s3dl_client {
     _Atomic int refs;
+    uint64_t serial;         /* unique per client: HTTP handles remember whose settings they hold */
     pthread_mutex_t mutex;   /* guards options until frozen */
     int frozen;
     char *access_key;

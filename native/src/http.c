@@ -38,6 +38,7 @@ struct http_transfer {
     struct s3dl_item *item;
     struct http_engine *http;
     CURL *easy;
+    uint64_t client_serial;   /* whose settings `easy` carries */
     struct curl_slist *headers;
     uint8_t *buf;
     size_t len;
@@ -144,7 +145,7 @@ int http_engine_init(struct http_engine *http, long max_connections,
 void http_engine_cleanup(struct http_engine *http)
 {
     for (size_t i = 0; i < http->idle_count; i++)
-        curl_easy_cleanup(http->idle[i]);
+        curl_easy_cleanup(http->idle[i].easy);
     free(http->idle);
     if (http->multi)
         curl_multi_cleanup(http->multi);
@@ -204,19 +205,69 @@ void http_wait_and_drive(struct http_engine *http, int timeout_ms)
     http_drive_timers(http);
 }
 
-static CURL *take_easy(struct http_engine *http)
+static size_t on_header(char *line, size_t size, size_t count, void *userdata);
+static size_t on_body(char *data, size_t size, size_t count, void *userdata);
+
+/* Options that never change, and those a client fixes.  They stay set on
+ * a reused handle, so a transfer for the same client as the handle's last
+ * one sets only its own options: curl_easy_reset and two dozen setopts
+ * per request (strdups of the CA path among them) showed in profiles of
+ * small GETs. */
+static void set_client_options(CURL *e, const struct s3dl_client *client)
 {
-    if (http->idle_count > 0)
-        return http->idle[--http->idle_count];
-    return curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_BYTES);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, client->connect_timeout_ms);
+    if (client->request_timeout_ms > 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, client->request_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (client->low_speed_timeout_ms + 999) / 1000);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, client->verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, client->verify_tls ? 2L : 0L);
+    if (client->ca_bundle)
+        curl_easy_setopt(e, CURLOPT_CAINFO, client->ca_bundle);
 }
 
-static void give_back_easy(struct http_engine *http, CURL *easy)
+/* A handle carrying `client`'s settings: an idle one that last served it if
+ * there is one, else any idle one reset and set up, else a new one. */
+static CURL *take_easy(struct http_engine *http, const struct s3dl_client *client)
 {
-    curl_easy_reset(easy);
+    for (size_t i = http->idle_count; i-- > 0;) {
+        if (http->idle[i].client_serial == client->serial) {
+            CURL *e = http->idle[i].easy;
+            http->idle[i] = http->idle[--http->idle_count];
+            return e;
+        }
+    }
+    CURL *e;
+    if (http->idle_count > 0) {
+        e = http->idle[--http->idle_count].easy;
+        curl_easy_reset(e); /* another client's settings (CA bundle, timeouts) must not leak */
+    } else {
+        e = curl_easy_init();
+        if (!e)
+            return NULL;
+    }
+    set_client_options(e, client);
+    return e;
+}
+
+static void give_back_easy(struct http_engine *http, CURL *easy, uint64_t client_serial)
+{
+    /* Nothing may point at the finished transfer's memory while idle. */
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
     if (http->idle_count == http->idle_capacity) {
         size_t cap = http->idle_capacity ? http->idle_capacity * 2 : 16;
-        CURL **grown = realloc(http->idle, cap * sizeof(*grown));
+        struct idle_easy *grown = realloc(http->idle, cap * sizeof(*grown));
         if (!grown) {
             curl_easy_cleanup(easy);
             return;
@@ -224,7 +275,7 @@ static void give_back_easy(struct http_engine *http, CURL *easy)
         http->idle = grown;
         http->idle_capacity = cap;
     }
-    http->idle[http->idle_count++] = easy;
+    http->idle[http->idle_count++] = (struct idle_easy){easy, client_serial};
 }
 
 static void transfer_free(struct http_engine *http, struct http_transfer *t)
@@ -233,7 +284,7 @@ static void transfer_free(struct http_engine *http, struct http_transfer *t)
         return;
     if (t->easy) {
         curl_multi_remove_handle(http->multi, t->easy);
-        give_back_easy(http, t->easy);
+        give_back_easy(http, t->easy, t->client_serial);
     }
     /* The header lines hold the session token and the signature: wipe them. */
     for (struct curl_slist *p = t->headers; p; p = p->next)
@@ -660,34 +711,23 @@ s3dl_status http_start(struct http_engine *http, struct s3dl_item *item,
         item_fail(item, st, 0, "cannot prepare %s request: %s", method, s3dl_strerror(st));
         return st;
     }
-    CURL *e = take_easy(http);
+    CURL *e = take_easy(http, client);
     if (!e) {
         transfer_free(http, t);
         item_fail(item, S3DL_E_NOMEM, ENOMEM, "cannot create an HTTP handle");
         return S3DL_E_NOMEM;
     }
     t->easy = e;
+    t->client_serial = client->serial;
     curl_easy_setopt(e, CURLOPT_URL, item->target);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_BYTES);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, client->connect_timeout_ms);
-    if (client->request_timeout_ms > 0)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, client->request_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (client->low_speed_timeout_ms + 999) / 1000);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, client->verify_tls ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, client->verify_tls ? 2L : 0L);
-    if (client->ca_bundle)
-        curl_easy_setopt(e, CURLOPT_CAINFO, client->ca_bundle);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* The method, set in full every time: a reused handle keeps the last
+     * transfer's (HTTPGET clears NOBODY, upload and POST state). */
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     switch (item->op) {
     case S3DL_OP_STAT: curl_easy_setopt(e, CURLOPT_NOBODY, 1L); break;
     case S3DL_OP_DELETE: curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE"); break;

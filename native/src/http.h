@@ -14,13 +14,20 @@
 /* libcurl is driven by socket events (curl_multi_socket_action over an
  * epoll set), so each wake-up costs the sockets that are ready, not every
  * transfer in flight. */
+/* An easy handle between transfers, with the serial of the client whose
+ * settings it still carries (0: none yet). */
+struct idle_easy {
+    CURL *easy;
+    uint64_t client_serial;
+};
+
 struct http_engine {
     CURLM *multi;
     int epoll_fd;            /* sockets libcurl asked us to watch, and wake_fd */
     int wake_fd;             /* eventfd: other threads wake the engine thread */
     int64_t timer_due_ns;    /* libcurl's timer (monotonic), or -1 for none */
     struct file_pool *pool;  /* idle workers fault in large bodies' buffers */
-    CURL **idle;             /* reset easy handles kept for reuse */
+    struct idle_easy *idle;  /* easy handles kept for reuse */
     size_t idle_count;
     size_t idle_capacity;
     struct file_pool_counters *counters;
