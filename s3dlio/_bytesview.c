@@ -318,8 +318,36 @@ static PyObject *from_bytes(PyObject *module, PyObject *arg)
     return (PyObject *)bv;
 }
 
+/* A view's memory held through another object's buffer export: released
+ * with the view (the GIL is held: views are freed by dealloc or release()). */
+static void release_held(void *held)
+{
+    PyBuffer_Release((Py_buffer *)held);
+    PyMem_RawFree(held);
+}
+
+/* wrap_buffer(obj) -> BytesView sharing obj's writable, contiguous memory
+ * without a copy, keeping obj alive while the view lives (for memory that
+ * arrives from elsewhere, e.g. a DataLoader batch in shared memory). */
+static PyObject *wrap_buffer(PyObject *module, PyObject *arg)
+{
+    Py_buffer *held = PyMem_RawMalloc(sizeof(*held));
+    if (!held)
+        return PyErr_NoMemory();
+    if (PyObject_GetBuffer(arg, held, PyBUF_SIMPLE | PyBUF_WRITABLE) < 0) {
+        PyMem_RawFree(held);
+        return NULL;
+    }
+    BytesView *bv = bv_make(held, held->buf, held->len, release_held);
+    if (!bv)
+        release_held(held);
+    return (PyObject *)bv;
+}
+
 static PyMethodDef module_methods[] = {
     {"wrap_many", wrap_many, METH_VARARGS, "Wrap native result buffers as BytesViews."},
+    {"wrap_buffer", wrap_buffer, METH_O,
+     "A BytesView sharing a writable contiguous buffer's memory (no copy)."},
     {"from_bytes", from_bytes, METH_O, "A BytesView holding a copy of a bytes-like object."},
     {NULL, NULL, 0, NULL},
 };
