@@ -159,7 +159,7 @@ static void release_item(struct s3dl_item *item)
         free(item->headers[i]);
     free(item->headers);
     free(item->target);
-    free(item->alloc);
+    aligned_buf_free(item->alloc);
     free(item->stat);
     free(item->detail);
     free(item->response_headers);

@@ -170,19 +170,19 @@ static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
             got = pread_full(fd, buf, span, read_from);
     }
     if (got < 0) {
-        free(owned);
+        aligned_buf_free(owned);
         fail_errno(item, errno, "cannot read");
         goto out;
     }
     uint64_t available = (uint64_t)got > offset - read_from ? (uint64_t)got - (offset - read_from) : 0;
     if (available < length) {
-        free(owned);
+        aligned_buf_free(owned);
         item_fail(item, S3DL_E_IO, 0, "%s shrank while it was being read", item->target);
         goto out;
     }
     if (dest && !into_dest) {
         memcpy(dest, buf + (offset - read_from), (size_t)length);
-        free(owned);
+        aligned_buf_free(owned);
         owned = NULL;
     }
     item->alloc = owned;
@@ -192,7 +192,7 @@ static void do_get(const struct file_io_context *ctx, struct s3dl_item *item)
     if (fill_stat(item, &st) == 0)
         item->status = S3DL_OK;
     else {
-        free(owned);
+        aligned_buf_free(owned);
         item->alloc = NULL;
         item->result = NULL;
         item->result_len = 0;
@@ -283,12 +283,12 @@ static int write_direct(const struct file_io_context *ctx, int fd, const uint8_t
             memset(bounce + chunk, 0, padded - chunk);
             int err = write_full(fd, bounce, padded);
             if (err) {
-                free(bounce);
+                aligned_buf_free(bounce);
                 return err;
             }
             done += chunk;
         }
-        free(bounce);
+        aligned_buf_free(bounce);
     }
     if (ftruncate(fd, (off_t)len) != 0)
         return errno;

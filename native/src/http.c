@@ -293,7 +293,7 @@ static void transfer_free(struct http_engine *http, struct http_transfer *t)
             crypto_wipe(p->data, strlen(p->data));
     curl_slist_free_all(t->headers);
     if (!t->borrowed)
-        free(t->buf);
+        aligned_buf_free(t->buf);
     free(t->err);
     free(t->header_block);
     free(t);

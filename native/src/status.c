@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "aligned_buf.h"
 #include "s3dlio.h"
 
 static const char *const status_names[] = {
@@ -49,7 +50,7 @@ const char *s3dl_version_string(void)
         S3DL_VERSION_PATCH);
 }
 
-void s3dl_free(void *ptr) { free(ptr); }
+void s3dl_free(void *ptr) { aligned_buf_free(ptr); }
 
 s3dl_status status_from_errno(int err)
 {
