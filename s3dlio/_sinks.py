@@ -48,6 +48,9 @@ def _single_put(parsed: ParsedURI, data: Any, overwrite: bool) -> Optional[str]:
 
 class Sink:
     sequential = False  # parts must go one after another (GCS chunks)
+    #: The sink can write parts from the caller's memory, so large writes
+    #: skip the copy into part buffers (local buffered files).
+    borrows = False
 
     def __init__(self, parsed: ParsedURI, options: Any) -> None:
         self.parsed = parsed
@@ -299,6 +302,11 @@ class FileSink(Sink):
         self.pool: Optional[concurrent.futures.ThreadPoolExecutor] = \
             concurrent.futures.ThreadPoolExecutor(max_workers=min(4, options.max_in_flight),
                                                   thread_name_prefix="s3dlio-writer")
+
+    @property
+    def borrows(self) -> bool:  # type: ignore[override]
+        # O_DIRECT needs page-aligned memory, which a caller's buffer may not be.
+        return not self.direct
 
     def part_size(self, wanted: int) -> int:
         if not self.direct:

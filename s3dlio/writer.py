@@ -240,6 +240,9 @@ class PyObjectWriter:
         view = memoryview(data).cast("B")
         pos, total = 0, len(view)
         while pos < total:
+            if self._fill == 0 and total - pos >= self._part and self._sink.borrows:
+                pos += self._write_borrowed(view[pos:])
+                continue
             if self._current is None:
                 self._current = self._take_buffer()
                 self._fill = 0
@@ -249,6 +252,21 @@ class PyObjectWriter:
             pos += n
             if self._fill == self._part:
                 self._ship_current()
+
+    def _write_borrowed(self, view: memoryview) -> int:
+        """Ships the whole parts at the start of ``view`` straight from the
+        caller's memory (a local file: ``pwrite`` from it, no copy into a
+        part buffer) and waits for them, since the caller may change its
+        memory once ``write`` returns.  Returns the bytes consumed."""
+        size = len(view) - len(view) % self._part
+        self._crc = lib.s3dl_crc32c(self._crc, ffi.from_buffer(view[:size]), size)
+        jobs = [self._sink.ship(self._parts + i, view[off:off + self._part], self._stored + off)
+                for i, off in enumerate(range(0, size, self._part))]
+        self._parts += len(jobs)
+        self._stored += size
+        for job in jobs:
+            self._sink.collect(job)
+        return size
 
     def _ship_current(self) -> None:
         assert self._current is not None

@@ -193,3 +193,27 @@ def test_accepts_numpy_and_non_contiguous_data(local_backend):
     expected = arr.tobytes() + arr.tobytes()[::2]
     assert s3dlio.get(uri) == expected
     assert zlib.crc32(bytes(s3dlio.get(uri))) == zlib.crc32(expected)
+
+
+def test_large_writes_to_local_files_go_straight_from_the_callers_memory(tmp_path):
+    """Whole parts of a large write are written from the caller's buffer
+    (no part-buffer copy) and finished before write() returns, so the
+    caller may reuse its memory at once."""
+    part = 64 * 1024
+    uri = f"file://{tmp_path}/borrowed.bin"
+    head, big, tail = os.urandom(1000), bytearray(os.urandom(5 * part + 123)), os.urandom(77)
+    expected = head + bytes(big) + tail
+    writer = s3dlio.create_writer(uri, s3dlio.PyWriterOptions(chunk_size=part, max_in_flight=3))
+    writer.write(head)   # a partial part first: the copy path fills it
+    writer.write(big)    # then whole parts straight from `big`
+    big[:] = bytes(len(big))  # the caller reuses its memory right away
+    writer.write(tail)
+    result = writer.finalize()
+    assert bytes(s3dlio.get(uri)) == expected
+    assert result["checksum"] == f"crc32c:{s3dlio_crc(expected):08x}"
+    assert result["bytes_written"] == len(expected)
+
+
+def s3dlio_crc(data: bytes) -> int:
+    from s3dlio._native import ffi, lib
+    return int(lib.s3dl_crc32c(0, ffi.from_buffer(data), len(data)))
