@@ -12,22 +12,24 @@
 #define PAGE_SIZE_BYTES 4096u
 
 /* ---- the cache of freed buffers ------------------------------------------
- * Result buffers of 64 KiB to 16 MiB are allocated in size classes (four per
- * power of two, so at most 25% slack) and page-aligned.  Freed ones wait in
+ * Result buffers of 64 KiB up to 8 MiB are allocated in size classes (four
+ * per power of two, so at most 25% slack) and page-aligned.  Larger ones
+ * take the huge-page path and are never cached: a cached buffer that no
+ * request can take would only hold memory.  Freed ones wait in
  * a bounded per-class stack for the next request of their class.  Without
  * this, glibc trims or unmaps the freed memory of a finished batch and the
  * next batch faults every page in again: a DataLoader worker reading
  * 256 KiB objects took five times the page faults of a plain open().read()
  * loop, and get_many of 1 MiB objects paid 256 faults per object. */
 #define CACHE_MIN_BYTES ((size_t)64 * 1024)
-#define CACHE_CLASSES 36 /* 64 KiB .. 16 MiB + 3/4 */
+#define CACHE_CLASSES 28 /* 64 KiB .. 7 MiB: everything below the huge-page path */
 #ifdef S3DL_NO_BUFFER_CACHE
 static const int cache_enabled = 0; /* sanitizer builds: every free is a real free */
 #else
 static const int cache_enabled = 1;
 #endif
 #define CACHE_DEPTH 32   /* buffers kept per class */
-#define CACHE_MAX_BYTES ((size_t)64 * 1024 * 1024)
+#define CACHE_MAX_BYTES ((size_t)32 * 1024 * 1024)
 
 static size_t class_size(int index)
 {
@@ -126,7 +128,9 @@ void aligned_buf_free(void *p)
         return;
     if (cache_enabled && ((uintptr_t)p & (PAGE_SIZE_BYTES - 1)) == 0) {
         size_t usable = malloc_usable_size(p);
-        int index = usable >= CACHE_MIN_BYTES ? class_floor(usable) : -1;
+        int index = usable >= CACHE_MIN_BYTES && usable < 4 * (size_t)HUGE_PAGE_SIZE
+                        ? class_floor(usable)
+                        : -1;
         if (index >= 0) {
             pthread_once(&atfork_once, install_atfork);
             if (cache_push(index, p))
@@ -134,6 +138,14 @@ void aligned_buf_free(void *p)
         }
     }
     free(p);
+}
+
+size_t aligned_buf_cached_bytes(void)
+{
+    cache_lock();
+    size_t bytes = cache.bytes;
+    cache_unlock();
+    return bytes;
 }
 
 void aligned_buf_cache_drain(void)

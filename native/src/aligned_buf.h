@@ -11,18 +11,21 @@
 
 /* Returns `size` bytes (at least 1) aligned to `alignment` (a power of two
  * >= sizeof(void*)), or NULL.  With `huge_pages`, a large buffer asks for
- * transparent huge pages.  Buffers of 64 KiB to 16 MiB come from a bounded
+ * transparent huge pages.  Buffers of 64 KiB to 7 MiB come from a bounded
  * cache of freed ones when it has one of their size class.  Release with
  * aligned_buf_free() (free() is also correct, but does not recycle). */
 void *aligned_buf_alloc(size_t alignment, size_t size, int huge_pages);
 
 /* Frees `p` (from aligned_buf_alloc, or any malloc-family pointer), keeping
  * a page-aligned buffer of a cached size class for reuse while the cache
- * holds less than 64 MiB.  NULL is a no-op. */
+ * holds less than 32 MiB.  NULL is a no-op. */
 void aligned_buf_free(void *p);
 
 /* Frees every cached buffer (tests, and leak checkers at exit). */
 void aligned_buf_cache_drain(void);
+
+/* Bytes held by the cache now (tests). */
+size_t aligned_buf_cached_bytes(void);
 
 /* Rounds `value` up / down to a multiple of `alignment` (a power of two). */
 static inline size_t align_up(size_t value, size_t alignment)

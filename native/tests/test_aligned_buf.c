@@ -30,6 +30,15 @@ int main(void)
     void *b = aligned_buf_alloc(64, 1u << 20, 0); /* another class: not that one */
     CHECK(b != a);
     aligned_buf_free(b);
+    /* Huge-page-path buffers (8 MiB and up) are never cached: no request
+     * could take them back. */
+    aligned_buf_cache_drain();
+    CHECK(aligned_buf_cached_bytes() == 0);
+    aligned_buf_free(aligned_buf_alloc(4096, 8u << 20, 1));
+    aligned_buf_free(aligned_buf_alloc(64, 20u << 20, 0));
+    CHECK(aligned_buf_cached_bytes() == 0);
+    aligned_buf_free(aligned_buf_alloc(64, 7u << 20, 0));
+    CHECK(aligned_buf_cached_bytes() == (7u << 20));
 #endif
     aligned_buf_free(NULL);
     aligned_buf_cache_drain();
