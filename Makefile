@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 STAMP := $(VENV)/.s3dlio-installed
 
-.PHONY: all setup demo test test-c test-c-asan test-py bench bench-s3 bench-cloud bench-writers clean
+.PHONY: all setup demo test test-c test-c-asan test-py bench bench-s3 bench-cloud bench-writers bench-checkpoint bench-dataloader clean
 
 all: setup
 
@@ -58,6 +58,15 @@ bench-cloud: setup
 # The streaming writers against boto3 (loopback moto), dd and zstandard.
 bench-writers: setup
 	$(PY) bench/writers.py
+
+# Checkpoints: save_checkpoint/load_checkpoint and DCP storage against torch.save/torch.load
+# and DCP's own, on the local disk and a loopback moto.
+bench-checkpoint: setup
+	$(PY) bench/checkpoint.py
+
+# The PyTorch datasets in a DataLoader against the Rust s3dlio's, boto3 and s3torchconnector.
+bench-dataloader: setup
+	$(PY) bench/dataloader.py
 
 clean:
 	rm -rf build $(VENV) s3dlio/*.so s3dlio/*.so.* s3dlio/_s3dl_cffi.c

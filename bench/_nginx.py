@@ -1,10 +1,15 @@
-"""A loopback nginx serving S3-style path-style objects for bench/s3.py
-(not part of the s3dlio package).
+"""A loopback nginx serving S3-style path-style objects for bench/s3.py and
+bench/dataloader.py (not part of the s3dlio package).
 
 `root/<bucket>/<key>` is served at `http://127.0.0.1:<port>/<bucket>/<key>`:
 GET and HEAD with Range from the static module (sendfile), PUT and DELETE
 through the dav module (create_full_put_path on, so keys with slashes work).
-No LIST, no multipart, no signature checks: nginx ignores Authorization.
+No multipart, no signature checks: nginx ignores Authorization.  LIST only
+when asked for (`list_root`): ListObjectsV2 pages written beforehand by
+write_list_pages() are served for `GET /<bucket>?list-type=2`, the page
+chosen by `continuation-token=N` (N = page number, 1 when absent).  The
+pages ignore prefix, delimiter and max-keys: they list the whole bucket,
+1,000 keys a page, so give each listed data set a bucket of its own.
 
 Two listeners share one root and one worker process:
   * `port`     -- access log off: the timed runs;
@@ -49,7 +54,7 @@ http {{
     client_max_body_size 0;
     client_body_buffer_size 1m;
     {temp_paths}
-    server {{
+{http_extra}    server {{
         listen 127.0.0.1:{port} backlog=4096;
         include {run}/location.conf;
     }}
@@ -73,6 +78,73 @@ location / {{
 }}
 """
 
+# The optional static ListObjectsV2 responder.  nginx variables cannot name the
+# `continuation-token` argument ($arg_ takes no '-'), so maps match on $args.
+LIST_MAPS = """\
+    map $args $s3list_page {
+        "~(?:^|&)continuation-token=(?<s3list_token>[0-9]+)(?:&|$)" $s3list_token;
+        default 1;
+    }
+    map $args $s3list_v2 {
+        "~(?:^|&)list-type=2(?:&|$)" 1;
+        default 0;
+    }
+"""
+
+LIST_LOCATION = """\
+location ~ "^/(?<s3list_bucket>[^/]+)/?$" {{
+    root {list_root};
+    default_type application/xml;
+    if ($s3list_v2 = 0) {{ return 404; }}  # only ListObjectsV2; `return` is safe in `if`
+    try_files /$s3list_bucket/page-$s3list_page.xml =404;
+}}
+"""
+
+LIST_PAGE_SIZE = 1000
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_list_pages(list_root: str, bucket: str, entries: list,
+                     page_size: int = LIST_PAGE_SIZE) -> int:
+    """Writes `list_root/<bucket>/page-N.xml`, the ListObjectsV2 answers for
+    `entries` = [(key, size, mtime, etag)] in that order (S3 lists keys in
+    UTF-8 byte order: pass them sorted).  Returns the number of pages."""
+    d = os.path.join(list_root, bucket)
+    os.makedirs(d, exist_ok=True)
+    pages = max(1, -(-len(entries) // page_size))
+    for n in range(1, pages + 1):
+        chunk = entries[(n - 1) * page_size:n * page_size]
+        more = n < pages
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>\n'
+                 '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+                 f"<Name>{_xml_escape(bucket)}</Name><Prefix></Prefix>",
+                 f"<KeyCount>{len(chunk)}</KeyCount><MaxKeys>{page_size}</MaxKeys>",
+                 f"<IsTruncated>{'true' if more else 'false'}</IsTruncated>"]
+        if n > 1:
+            parts.append(f"<ContinuationToken>{n}</ContinuationToken>")
+        if more:
+            parts.append(f"<NextContinuationToken>{n + 1}</NextContinuationToken>")
+        for key, size, mtime, etag in chunk:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(mtime))
+            parts.append(f"<Contents><Key>{_xml_escape(key)}</Key>"
+                         f"<LastModified>{stamp}</LastModified>"
+                         f"<ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size>"
+                         "<StorageClass>STANDARD</StorageClass></Contents>")
+        parts.append("</ListBucketResult>\n")
+        tmp = os.path.join(d, f".page-{n}.xml.tmp")
+        with open(tmp, "w") as f:
+            f.write("".join(parts))
+        os.replace(tmp, os.path.join(d, f"page-{n}.xml"))
+    return pages
+
+
+def nginx_etag(st: os.stat_result) -> str:
+    """The ETag nginx's static module sends for a file (without quotes)."""
+    return f"{int(st.st_mtime):x}-{st.st_size:x}"
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -93,8 +165,10 @@ def nginx_info(binary: str = "nginx") -> dict:
 
 
 class Nginx:
-    def __init__(self, root: str, workers: int = 1, binary: str = "nginx") -> None:
+    def __init__(self, root: str, workers: int = 1, binary: str = "nginx",
+                 list_root: Optional[str] = None) -> None:
         self.root = os.path.abspath(root)
+        self.list_root = os.path.abspath(list_root) if list_root else None
         self.workers = workers
         self.info = nginx_info(binary)
         if not self.info["path"]:
@@ -146,11 +220,14 @@ class Nginx:
                     os.chown(os.path.join(dirpath, name), 65534, 65534)
         with open(os.path.join(self.run_dir, "location.conf"), "w") as f:
             f.write(LOCATION.format(root=self.root))
+            if self.list_root:
+                f.write(LIST_LOCATION.format(list_root=self.list_root))
         conf = os.path.join(self.run_dir, "nginx.conf")
         with open(conf, "w") as f:
             f.write(CONFIG.format(workers=self.workers, user_line=user_line, run=self.run_dir,
                                   port=self.port, log_port=self.log_port,
-                                  temp_paths=self._temp_paths()))
+                                  temp_paths=self._temp_paths(),
+                                  http_extra=LIST_MAPS if self.list_root else ""))
         check = subprocess.run([self.info["path"], "-t", "-q", "-p", self.run_dir, "-c", conf,
                                 "-e", os.path.join(self.run_dir, "error.log")],
                                capture_output=True, text=True, timeout=10)

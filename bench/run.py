@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _proc  # noqa: E402
 import _util  # noqa: E402
 from _util import GB, MB, Timer, fmt, human_bytes, median  # noqa: E402
 
@@ -277,20 +278,7 @@ def run_threadpool_read(pool: concurrent.futures.ThreadPoolExecutor, paths: list
 # ---- memory probe (runs in a fresh subprocess) -----------------------------
 
 def _vm(field_name: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_hwm() -> bool:
-    try:  # "5" resets VmHWM to the current RSS (Linux >= 4.0)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+    return _proc.status(field_name) or 0
 
 
 def mem_probe(args: argparse.Namespace) -> None:
@@ -304,7 +292,7 @@ def mem_probe(args: argparse.Namespace) -> None:
         pool = concurrent.futures.ThreadPoolExecutor(args.threads)
         list(pool.map(lambda p: len(_read_file(p)), paths[:args.threads * 2]))
     gc.collect()
-    reset_ok = _reset_hwm()
+    reset_ok = _proc.reset_hwm()
     rss0, hwm0 = _vm("VmRSS"), _vm("VmHWM")
     t0 = time.perf_counter()
     if args.mem_probe == "s3dlio":

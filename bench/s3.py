@@ -25,12 +25,8 @@ See bench/README.md ("bench/s3.py") for what each row is and how to read it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,17 +38,20 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
+import _session  # noqa: E402
 import _util  # noqa: E402
 from _nginx import Nginx, nginx_info  # noqa: E402
+from _proc import proc_cpu  # noqa: E402
+from _rpc import RPC_TIMEOUT, Worker, WorkerError  # noqa: E402
 from _util import GB, MB, fmt, human_bytes, median  # noqa: E402
+from _venv import ensure_venv, ref_probe, venv_python  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RESULTS_DIR = HERE / "results"
 WORKER = str(HERE / "_s3_worker.py")
 BUCKET = "bench"
 ACCESS_KEY, SECRET_KEY, REGION = "AKIDBENCHEXAMPLE", "bench/secret/not/checked/by/nginx", "us-east-1"
 GROUP_ORDER = ["big", "mid", "small", "put"]
-RPC_TIMEOUT = 300.0  # seconds for one worker call before it is killed
 
 
 # ---- the objects ---------------------------------------------------------------
@@ -153,54 +152,12 @@ class ClientSpec:
     version: Optional[str] = None
 
 
-def venv_python(venv: str) -> str:
-    return os.path.join(venv, "bin", "python")
-
-
-def ensure_venv(venv: str, packages: list, probe: str, install: bool, log: list) -> Optional[str]:
-    """Makes sure `venv` exists and `probe` (Python code) runs in it; creates it and
-    pip-installs `packages` when not.  Returns None, or the error text."""
-    py = venv_python(venv)
-
-    def probe_ok() -> bool:
-        if not os.path.exists(py):
-            return False
-        # cwd: not the repository, whose s3dlio/ would shadow the installed one
-        r = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=60,
-                           cwd=tempfile.gettempdir())
-        return r.returncode == 0
-
-    if probe_ok():
-        return None
-    if not install:
-        return f"{venv} is missing or lacks {' '.join(packages)} (run without --no-install)"
-    t0 = time.perf_counter()
-    print(f"setting up {venv}: pip install {' '.join(packages)}", file=sys.stderr)
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    for cmd in ([base, "-m", "venv", venv] if not os.path.exists(py) else None,
-                [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages]):
-        if cmd is None:
-            continue
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        except subprocess.TimeoutExpired:
-            return f"{' '.join(cmd)} timed out after 600 s"
-        if r.returncode != 0:
-            return f"{' '.join(cmd)} failed ({r.returncode}): {(r.stderr or r.stdout)[-1500:]}"
-    if not probe_ok():
-        return f"{venv}: installed {' '.join(packages)} but `{probe}` still fails"
-    log.append(f"created {venv} with {' '.join(packages)} in {time.perf_counter() - t0:.0f}s")
-    return None
-
-
 def build_clients(args: argparse.Namespace, setup_log: list) -> list:
     ours_py = sys.executable
     ref_py = venv_python(args.ref_venv)
     peers_py = venv_python(args.peers_venv)
     ref_err = ensure_venv(args.ref_venv, [f"s3dlio=={args.ref_version}"],
-                          "import s3dlio, sys, importlib.metadata as m; "
-                          f"sys.exit(m.version('s3dlio') != {args.ref_version!r})",
-                          not args.no_install, setup_log)
+                          ref_probe(args.ref_version), not args.no_install, setup_log)
     peers_err = ensure_venv(args.peers_venv, args.peer_packages.split(), "import awscrt.s3, obstore",
                             not args.no_install, setup_log)
     boto_err = None
@@ -245,100 +202,25 @@ def build_clients(args: argparse.Namespace, setup_log: list) -> list:
 
 
 def worker_env(endpoint: str, extra: dict, run_dir: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({
+    env = _util.isolated_aws_env(run_dir, {
         "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
         "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.path.join(run_dir, "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(run_dir, "no-aws-credentials"),
         "PYTHONUNBUFFERED": "1",
     })
     env.update(extra)
     return env
 
 
-def proc_cpu(pid: int) -> Optional[float]:
-    """User + system CPU seconds of process `pid` (all threads) from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-class Worker:
-    """A bench/_s3_worker.py process for one client, answering one JSON line per call."""
-
-    def __init__(self, spec: ClientSpec, endpoint: str, args: argparse.Namespace,
-                 run_dir: str, pool_path: str) -> None:
-        self.spec = spec
-        safe = "".join(c if c.isalnum() else "_" for c in spec.name)
-        self.stderr_path = os.path.join(run_dir, f"worker-{safe}-{os.urandom(3).hex()}.log")
-        self.stderr = open(self.stderr_path, "wb")
-        assert spec.python, "curl has no worker"
-        self.proc = subprocess.Popen([spec.python, WORKER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr,
-                                     env=worker_env(endpoint, spec.env, run_dir), cwd=run_dir)
-        assert self.proc.stdin and self.proc.stdout
-        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
-        self.buf = b""
-        ans = self.call({"op": "init", "client": spec.kind, "endpoint": endpoint,
-                         "bucket": BUCKET, "max_in_flight": args.max_in_flight,
-                         "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "region": REGION,
-                         "pool_path": pool_path}, timeout=120)
-        if not ans.get("ok"):
-            self.close()
-            raise WorkerError(ans.get("error", "init failed"), ans.get("unsupported", False))
-        self.version = ans.get("version")
-
-    def call(self, cmd: dict, timeout: float = RPC_TIMEOUT) -> dict:
-        self.stdin.write((json.dumps(cmd) + "\n").encode())
-        self.stdin.flush()
-        deadline = time.monotonic() + timeout
-        fd = self.stdout.fileno()
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.close()
-                raise WorkerError(f"no answer within {timeout:.0f}s{self.tail()}")
-            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
-            if ready:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    self.close()
-                    raise WorkerError(f"worker exited{self.tail()}")
-                self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def tail(self) -> str:
-        try:
-            with open(self.stderr_path, "rb") as f:
-                text = f.read()[-1500:].decode(errors="replace").strip()
-            return f"; its stderr: {text}" if text else ""
-        except OSError:
-            return ""
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.stdin.write(b'{"op": "quit"}\n')
-                self.stdin.flush()
-                self.stdin.close()
-                self.proc.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait(10)
-        self.stderr.close()
-
-
-class WorkerError(RuntimeError):
-    def __init__(self, msg: str, unsupported: bool = False) -> None:
-        super().__init__(msg)
-        self.unsupported = unsupported
+def start_worker(spec: ClientSpec, endpoint: str, args: argparse.Namespace, run_dir: str,
+                 pool_path: str) -> Worker:
+    """A bench/_s3_worker.py process for one client, reused for every call."""
+    assert spec.python, "curl has no worker"
+    return Worker(spec, WORKER, worker_env(endpoint, spec.env, run_dir),
+                  {"op": "init", "client": spec.kind, "endpoint": endpoint,
+                   "bucket": BUCKET, "max_in_flight": args.max_in_flight,
+                   "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "region": REGION,
+                   "pool_path": pool_path}, run_dir)
 
 
 # ---- one repetition ------------------------------------------------------------
@@ -448,7 +330,7 @@ def count_requests(spec: ClientSpec, groups: list, server: Nginx, args: argparse
     worker = None
     _settled_log(server, server.log_size())  # nothing of an earlier client still arriving
     if spec.kind != "curl":
-        worker = Worker(spec, server.log_endpoint, args, run_dir, pool_path)
+        worker = start_worker(spec, server.log_endpoint, args, run_dir, pool_path)
     try:
         for g in groups:
             if g.name not in spec.groups:
@@ -523,6 +405,19 @@ def run_group(group: Group, runners: list, args: argparse.Namespace,
             if s is not None:
                 samples[name].append(s)
     return samples
+
+
+def run_rows(group: Any, runners: list, clients: list, args: argparse.Namespace,
+             failures: dict) -> list:
+    """run_group with its progress on stderr, then a row (summarize) for each
+    of `clients` (all that take part in `group`, runners or not)."""
+    print(f"running {group.name} ({group.title}): {', '.join(n for n, _ in runners)}",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    samples = run_group(group, runners, args, failures)
+    print(f"  {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return [summarize(c, group, samples.get(c.name, []), failures.get(f"{group.name}/{c.name}"))
+            for c in clients]
 
 
 def summarize(spec: ClientSpec, group: Group, samples: list,
@@ -659,28 +554,17 @@ def print_report(rows: list, counts: list, tgts: list, ref_name: str) -> None:
               " ".join(f"{m}={n}" for m, n in sorted(c["by_method"].items())),
               " ".join(f"{s}={n}" for s, n in sorted(c["statuses"].items()))] for c in counts],
             align_left=(0, 1, 5, 6))
-    if tgts:
-        print("\nTargets (S3 issue), from this run")
-        _util.print_table(
-            ["target", "value", "goal", "met", "against"],
-            [[t["target"], fmt(t["value"], ".3f"), t["goal"],
-              {True: "yes", False: "NO", None: "-"}[t["met"]], t["basis"]] for t in tgts],
-            align_left=(0, 2, 3, 4))
+    _util.print_goal_targets("S3 issue", tgts)
 
 
 # ---- main ------------------------------------------------------------------------
 
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.parser(__doc__)
     p.add_argument("--quick", action="store_true",
                    help="64 MiB / 128 x 1 MiB / 500 x 16 KiB / PUT 64 x 1 MiB, 3 reps (~1 min)")
     p.add_argument("--reps", type=int, help="timed repetitions per case (default 5; quick 3)")
-    p.add_argument("--warmup", type=int, default=1,
-                   help="untimed, verified runs of each client per case first (default 1)")
-    p.add_argument("--case-budget", type=float, default=60.0,
-                   help="after 3 rounds, stop adding rounds to a case after this many "
-                        "seconds (default 60)")
+    _cli.add_rounds(p, "case", 60.0)
     p.add_argument("--big-size", type=_util.parse_size, help="default 256MiB (quick 64MiB)")
     p.add_argument("--mid-count", type=int, help="default 512 (quick 128)")
     p.add_argument("--mid-size", type=_util.parse_size, default=1 << 20, help="default 1MiB")
@@ -711,9 +595,7 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     p.add_argument("--peer-packages", default="awscrt==0.38.1 obstore==0.12.1")
     p.add_argument("--no-install", action="store_true",
                    help="never create venvs or pip install; a missing peer is reported")
-    p.add_argument("--json", help="also write the JSON result to this path")
-    p.add_argument("--no-save", action="store_true",
-                   help="do not write bench/results/s3-<timestamp>.json")
+    _cli.add_output(p, "s3-<timestamp>")
     args = p.parse_args(argv)
     q = args.quick
     args.reps = args.reps if args.reps is not None else (3 if q else 5)
@@ -721,11 +603,8 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     args.mid_count = args.mid_count or (128 if q else 512)
     args.small_count = args.small_count or (500 if q else 2000)
     args.put_count = args.put_count or (64 if q else 256)
-    args.only_groups = [g for g in GROUP_ORDER if g in {x.strip() for x in args.only.split(",")}]
-    unknown = {x.strip() for x in args.only.split(",") if x.strip()} - set(GROUP_ORDER)
-    if unknown or not args.only_groups:
-        p.error(f"--only takes {','.join(GROUP_ORDER)}; got {args.only!r}")
-    args.only_clients = {x.strip() for x in args.clients.split(",") if x.strip()}
+    args.only_groups = _cli.only_ordered(p, args.only, GROUP_ORDER)
+    args.only_clients = _cli.names(args.clients)
     if args.reps < 3:
         p.error("--reps must be at least 3 (the medians need them)")
     return args
@@ -733,18 +612,14 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list] = None) -> int:
     args = parse_args(argv)
-    t_start = time.perf_counter()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    t_start, stamp = _session.clock()
     setup_log: list = []
     info = nginx_info(args.nginx)
     if not info["path"] or not info["dav"]:
         print("nginx with the dav module is needed (Debian: apt-get install nginx-light); "
               f"found: {info['path']} dav={info['dav']}", file=sys.stderr)
         return 2
-    load0 = os.getloadavg()
-    if load0[0] > 0.5:
-        print(f"note: load average {load0[0]:.2f} before starting: other work on this machine "
-              "will show in the numbers (compare ratios, look at best vs median)", file=sys.stderr)
+    load0 = _session.load_note(_session.COMPARE_HINT)
     specs = build_clients(args, setup_log)
     ref_name = next(s.name for s in specs if s.role == "baseline")
     for line in setup_log:
@@ -758,9 +633,17 @@ def main(argv: Optional[list] = None) -> int:
     failures: dict = {}
     rows: list = []
     counts: list = []
-    interrupted = False
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
+
+    def stop() -> None:
+        for w in workers.values():
+            w.close()
+        if server:
+            server.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(data_root, ignore_errors=True)
+
+    with _session.Interruptible("stopping nginx and the workers", stop) as run:
         t0 = time.perf_counter()
         pool = make_pool(pool_path)
         groups = build_groups(args, data_root, pool)
@@ -774,7 +657,7 @@ def main(argv: Optional[list] = None) -> int:
             if s.error or s.kind == "curl":
                 continue
             try:
-                workers[s.name] = Worker(s, server.endpoint, args, run_dir, pool_path)
+                workers[s.name] = start_worker(s, server.endpoint, args, run_dir, pool_path)
                 s.version = workers[s.name].version
             except WorkerError as e:
                 s.error = ("unsupported: " if e.unsupported else "") + str(e)
@@ -812,50 +695,22 @@ def main(argv: Optional[list] = None) -> int:
                 else:
                     runners.append((s.name, lambda v, w=workers[s.name], g=g: run_worker(
                         w, g, server, v)))
-            print(f"running {g.name} ({g.title}): {', '.join(n for n, _ in runners)}",
-                  file=sys.stderr)
-            t0 = time.perf_counter()
-            samples = run_group(g, runners, args, failures)
-            print(f"  {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-            for s in specs:
-                if g.name in s.groups:
-                    rows.append(summarize(s, g, samples.get(s.name, []),
-                                          failures.get(f"{g.name}/{s.name}")))
+            rows += run_rows(g, runners, [s for s in specs if g.name in s.groups], args,
+                             failures)
         # PUT read-back: a few objects of each client, over plain HTTP, after the clock.
         put = next((g for g in groups if g.name == "put"), None)
         if put:
             check_puts(put, specs, server, pool, failures)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("interrupted; stopping nginx and the workers", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        for w in workers.values():
-            w.close()
-        if server:
-            server.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        if not args.keep:
-            shutil.rmtree(data_root, ignore_errors=True)
-    if interrupted:
+    if run.interrupted:
         return 130
 
     add_ratios(rows)
     tgts = targets(rows, counts, ref_name)
     print_report(rows, counts, tgts, ref_name)
-    if failures:
-        print("\nfailures:")
-        for k, v in failures.items():
-            print(f"  {k}: {v.splitlines()[0][:300]}")
-    total = time.perf_counter() - t_start
-    print(f"total wall time: {total:.1f}s; 1-min load average before the run {load0[0]:.2f} "
-          "(above ~0.3, something else was running; the run itself keeps ~2 cores busy)")
-
-    result = {
-        "schema": 1, "kind": "s3",
-        "timestamp": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "argv": sys.argv[1:] if argv is None else argv,
-        "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
+    _session.print_failures(failures)
+    total = _session.print_total(t_start, load0, " (above ~0.3, something else was running; "
+                                 "the run itself keeps ~2 cores busy)")
+    _util.save_result("s3", stamp, argv, args, {
         "env": _util.environment({"nginx": info["version"], "nginx_workers": args.nginx_workers,
                                   "curl": curl_spec.version if curl_spec else None,
                                   "data_fs_type": _util.fs_type(args.dir),
@@ -866,14 +721,8 @@ def main(argv: Optional[list] = None) -> int:
         "setup": setup_log, "reference": ref_name,
         "request_counts": counts, "targets": tgts, "failures": failures,
         "total_wall_s": total, "rows": rows,
-    }
-    _util.write_results(result, RESULTS_DIR, f"s3-{stamp}{'-quick' if args.quick else ''}.json",
-                        args.json, not args.no_save)
+    })
     return 1 if failures else 0
-
-
-def _raise_interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM: clean up (nginx, workers, data) as on Ctrl-C
 
 
 def _curl_sample(g: Group, server: Nginx, args: argparse.Namespace, run_dir: str,

@@ -20,12 +20,9 @@ Every repetition of every case runs in a fresh process
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,11 +33,14 @@ from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))  # tests/servers/moto_s3.py
+import _cli  # noqa: E402
+import _session  # noqa: E402
 import _util  # noqa: E402
+from _moto import moto_bucket  # noqa: E402
+from _oneshot import CaseFailed, group_failures, run_worker  # noqa: E402
+from _proc import mem_available, status  # noqa: E402
 from _util import GB, MB, fmt, human_bytes, median  # noqa: E402
 
-RESULTS_DIR = HERE / "results"
 WORKER = str(HERE / "_writers_worker.py")
 MiB, GiB = 1 << 20, 1 << 30
 POOL_SIZE = 64 * MiB
@@ -95,25 +95,6 @@ def make_mixed_pool(path: str) -> None:
 
 
 # ---- running one case --------------------------------------------------------
-
-class CaseFailed(Exception):
-    pass
-
-
-def run_worker(spec: dict, env: dict, run_dir: str, timeout: float) -> dict:
-    out = os.path.join(run_dir, f"result-{os.urandom(4).hex()}.json")
-    try:
-        proc = subprocess.run([sys.executable, WORKER, json.dumps(spec), out], env=env,
-                              capture_output=True, text=True, timeout=timeout, cwd=run_dir)
-    except subprocess.TimeoutExpired:
-        raise CaseFailed(f"{spec['case']}: no result within {timeout:.0f}s") from None
-    if proc.returncode != 0 or not os.path.exists(out):
-        raise CaseFailed(f"{spec['case']}: exit {proc.returncode}: {proc.stderr[-1500:]}")
-    with open(out) as f:
-        result = json.load(f)
-    os.unlink(out)
-    return result
-
 
 def remove(path: str) -> None:
     try:
@@ -194,24 +175,15 @@ def run_rounds(cases: list, reps: int, one: Any, order: Any = rotated) -> None:
 
 
 def run_s3(args: argparse.Namespace, cases: list, run_dir: str, notes: list) -> dict:
-    from servers import moto_s3
-    server = moto_s3.start()
-    info: dict = {"endpoint": server.endpoint}
-    try:
-        client = server.boto3_client()
-        client.create_bucket(Bucket=BUCKET)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(server.env())
-        env.update({"AWS_EC2_METADATA_DISABLED": "true",
-                    "AWS_CONFIG_FILE": os.path.join(run_dir, "no-aws-config"),
-                    "AWS_SHARED_CREDENTIALS_FILE": os.path.join(run_dir, "no-aws-credentials")})
+    with moto_bucket(BUCKET, run_dir) as (server, client, env):
+        info: dict = {"endpoint": server.endpoint}
 
         def one(case: Case) -> dict:
             spec = dict(case.spec, endpoint=server.endpoint)
             if args.profile and case.role == "subject":
                 spec["profile"] = os.path.join(args.profile, f"s3-{len(case.samples)}.pstats")
             try:
-                sample = run_worker(spec, env, run_dir, args.case_timeout)
+                sample = run_worker(WORKER, spec, env, run_dir, args.case_timeout)
                 head = client.head_object(Bucket=BUCKET, Key=spec["key"])
                 if head["ContentLength"] != spec["size"]:
                     raise CaseFailed(f"{case.name}: stored {head['ContentLength']} bytes of "
@@ -219,28 +191,15 @@ def run_s3(args: argparse.Namespace, cases: list, run_dir: str, notes: list) -> 
                 sample["extra"]["etag"] = head["ETag"]
             finally:  # moto keeps every object in memory
                 client.delete_object(Bucket=BUCKET, Key=spec["key"])
-            sample["server_rss_after_delete"] = proc_status(server.process.pid, "VmRSS")
+            sample["server_rss_after_delete"] = status("VmRSS", server.process.pid)
             if sample["wall"] > SLOW_RUN_S:
                 notes.append(f"s3: one {case.name} run took {sample['wall']:.0f}s; "
                              "use --size to scale down")
             return sample
 
         run_rounds(cases, args.reps, one)
-        info["server_peak_rss"] = proc_status(server.process.pid, "VmHWM")
-    finally:
-        server.stop()
+        info["server_peak_rss"] = status("VmHWM", server.process.pid)
     return info
-
-
-def proc_status(pid: int, field_name: str) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def run_file(args: argparse.Namespace, cases: list, run_dir: str, target: str) -> None:
@@ -254,7 +213,7 @@ def run_file(args: argparse.Namespace, cases: list, run_dir: str, target: str) -
                 f"{'fsync' if spec['fsync'] else 'nofsync'}-{len(case.samples)}.pstats")
         os.sync()  # no writeback of an earlier case runs while this one is timed
         try:
-            sample = run_worker(spec, os.environ.copy(), run_dir, args.case_timeout)
+            sample = run_worker(WORKER, spec, os.environ.copy(), run_dir, args.case_timeout)
             size = os.stat(target).st_size
             if size != spec["size"]:
                 raise CaseFailed(f"{case.name}: file has {size} bytes of {spec['size']}")
@@ -280,7 +239,7 @@ def run_zstd(args: argparse.Namespace, cases: list, run_dir: str, target: str) -
         if args.profile and case.role == "subject":
             spec["profile"] = os.path.join(args.profile, f"zstd-{len(case.samples)}.pstats")
         try:
-            return run_worker(spec, os.environ.copy(), run_dir, args.case_timeout)
+            return run_worker(WORKER, spec, os.environ.copy(), run_dir, args.case_timeout)
         finally:
             remove(target)
 
@@ -303,14 +262,6 @@ def summarize(case: Case) -> dict:
             "cpu_s_per_GB": cpu, "peak_rss_max": peak,
             "peak_rss_growth_max": growth if case.spec["case"] != "dd" else None,
             "samples": case.samples}
-
-
-def add_ratios(rows: list) -> None:
-    by_name = {(r["group"], r["name"]): r for r in rows}
-    for r in rows:
-        peer = by_name.get((r["group"], r["peer"])) if r["peer"] else None
-        r["x_peer_MBps"] = (r["MBps_median"] / peer["MBps_median"]
-                            if peer and r["MBps_median"] and peer["MBps_median"] else None)
 
 
 def targets(rows: list) -> list:
@@ -336,35 +287,28 @@ def targets(rows: list) -> list:
 
 
 def print_report(rows: list, tgts: list) -> None:
-    print("\n| group | case | size | reps | MB/s median | MB/s best | CPU s/GB "
-          "| peak RSS MiB | RSS growth MiB | x peer MB/s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
+    def cells(r: dict) -> list:
         growth = r["peak_rss_growth_max"]
-        print(f"| {r['group']} | {r['name']} | {human_bytes(r['bytes'])} | {r['reps']} "
-              f"| {fmt(r['MBps_median'], ',.0f')} | {fmt(r['MBps_best'], ',.0f')} "
-              f"| {fmt(r['cpu_s_per_GB'], '.2f')} | {r['peak_rss_max'] / MiB:,.0f} "
-              f"| {fmt(growth / MiB if growth is not None else None, ',.0f')} "
-              f"| {fmt(r['x_peer_MBps'], '.2f') if r['role'] == 'subject' else '1.00'} |")
-    print("\n| target | value | met |")
-    print("|---|---:|---|")
-    for t in tgts:
-        met = "-" if t["met"] is None else ("yes" if t["met"] else "NO")
-        print(f"| {t['target']} | {t['value']} | {met} |")
+        return [r["group"], r["name"], human_bytes(r["bytes"]), r["reps"],
+                fmt(r["MBps_median"], ",.0f"), fmt(r["MBps_best"], ",.0f"),
+                fmt(r["cpu_s_per_GB"], ".2f"), f"{r['peak_rss_max'] / MiB:,.0f}",
+                fmt(growth / MiB if growth is not None else None, ",.0f"),
+                fmt(r["x_peer_MBps"], ".2f") if r["role"] == "subject" else "1.00"]
+
+    print("\n" + _util.markdown_table(
+        ["group", "case", "size", "reps", "MB/s median", "MB/s best", "CPU s/GB",
+         "peak RSS MiB", "RSS growth MiB", "x peer MB/s"],
+        [cells(r) for r in rows], right=range(2, 10)))
+    _util.print_targets_markdown(tgts)
 
 
 # ---- sizes that fit ----------------------------------------------------------------
 
-def mem_available() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def fit_sizes(args: argparse.Namespace) -> list:
+    """Scales sizes down where memory or disk would not hold them; returns
+    the notes saying so (printed to stderr as they are made)."""
+    notes: list = []
 
-
-def fit_sizes(args: argparse.Namespace, notes: list) -> None:
-    """Scales sizes down (with a note) where memory or disk would not hold them."""
     def note(text: str) -> None:
         notes.append(text)
         print(f"note: {text}", file=sys.stderr)
@@ -394,13 +338,13 @@ def fit_sizes(args: argparse.Namespace, notes: list) -> None:
     for name in ("size", "file_size", "zstd_size"):
         if getattr(args, name) < 64 * MiB:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 64 MiB here")
+    return notes
 
 
 # ---- main -----------------------------------------------------------------------------
 
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.parser(__doc__)
     p.add_argument("--quick", action="store_true",
                    help="S3 256 MiB, file 512 MiB, zstd 256 MiB, 2 reps")
     p.add_argument("--size", type=_util.parse_size,
@@ -420,41 +364,24 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     p.add_argument("--shm-dir", default="/dev/shm",
                    help="tmpfs for the data pools and the zstd output (default /dev/shm)")
     p.add_argument("--only", default=",".join(GROUPS), help="groups: s3,file,zstd")
-    p.add_argument("--case-timeout", type=float, default=600,
-                   help="seconds one run of one case may take (default 600)")
-    p.add_argument("--profile", metavar="DIR",
-                   help="run the s3dlio cases under cProfile; .pstats files go to DIR")
-    p.add_argument("--json", help="also write the JSON result to this path")
-    p.add_argument("--no-save", action="store_true",
-                   help="do not write bench/results/writers-<timestamp>.json")
+    _cli.add_worker_limits(p)
+    _cli.add_output(p, "writers-<timestamp>")
     args = p.parse_args(argv)
     args.size = args.size or (256 * MiB if args.quick else 2 * GiB)
     args.file_size = args.file_size or (512 * MiB if args.quick else 4 * GiB)
     args.zstd_size = args.zstd_size or (256 * MiB if args.quick else GiB)
     args.reps = args.reps or (2 if args.quick else 3)
     args.fsync_variants = {"both": (False, True), "off": (False,), "on": (True,)}[args.fsync]
-    args.only_groups = {g.strip() for g in args.only.split(",") if g.strip()}
-    if args.only_groups - set(GROUPS):
-        p.error(f"unknown group(s) in --only: {sorted(args.only_groups - set(GROUPS))}")
+    args.only_groups = _cli.only_set(p, args.only, GROUPS)
     if args.reps < 1 or args.write_size < 1:
         p.error("--reps and --write-size must be positive")
     return args
 
 
-def _raise_interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM: clean up (moto, files) as on Ctrl-C
-
-
 def main(argv: Optional[list] = None) -> int:
     args = parse_args(argv)
-    t_start = time.perf_counter()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    load0 = os.getloadavg()
-    if load0[0] > 0.5:
-        print(f"note: load average {load0[0]:.2f} before starting: other work on this "
-              "machine will show in the numbers", file=sys.stderr)
-    notes: list = []
-    fit_sizes(args, notes)
+    t_start, stamp, load0 = _session.start()
+    notes = fit_sizes(args)
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     run_dir = tempfile.mkdtemp(prefix="s3dlio-bench-writers-", dir=args.shm_dir)
@@ -464,9 +391,12 @@ def main(argv: Optional[list] = None) -> int:
     groups: dict = {}
     s3_info: dict = {}
     failures: dict = {}
-    interrupted = False
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
+
+    def clean() -> None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(file_dir, ignore_errors=True)
+
+    with _session.Interruptible("cleaning up", clean) as run:
         if "s3" in args.only_groups:
             make_random_pool(random_pool)
             groups["s3"] = s3_cases(args, random_pool)
@@ -482,29 +412,19 @@ def main(argv: Optional[list] = None) -> int:
             print(f"running {name} ({human_bytes(size)}, {args.reps} rounds): "
                   f"{', '.join(c.name for c in cases)}", file=sys.stderr)
             t0 = time.perf_counter()
-            try:
+            with group_failures(name, failures, 500):
                 if name == "s3":
                     s3_info = run_s3(args, cases, run_dir, notes)
                 elif name == "file":
                     run_file(args, cases, run_dir, cases[0].spec["path"])
                 else:
                     run_zstd(args, cases, run_dir, cases[0].spec["path"])
-            except CaseFailed as e:
-                failures[name] = str(e)
-                print(f"  {name} failed: {str(e)[:500]}", file=sys.stderr)
             print(f"  {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("interrupted; cleaning up", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.rmtree(file_dir, ignore_errors=True)
-    if interrupted:
+    if run.interrupted:
         return 130
 
     rows = [summarize(c) for cases in groups.values() for c in cases if c.samples]
-    add_ratios(rows)
+    _util.add_peer_ratios(rows, {"x_peer_MBps": "MBps_median"})
     tgts = targets(rows)
     print_report(rows, tgts)
     print(f"\nS3: {human_bytes(args.size)}; file: {human_bytes(args.file_size)} on {args.dir} "
@@ -515,21 +435,12 @@ def main(argv: Optional[list] = None) -> int:
           f"clock started (the {human_bytes(POOL_SIZE)} data pool is in RSS before).")
     if s3_info.get("server_peak_rss"):
         print(f"moto server peak RSS: {s3_info['server_peak_rss'] / MiB:,.0f} MiB")
-    for n in notes:
-        print(f"note: {n}")
-    for k, v in failures.items():
-        print(f"FAILED {k}: {v.splitlines()[0][:300] if v else ''}")
-    total = time.perf_counter() - t_start
-    print(f"total wall time: {total:.1f}s; 1-min load average before the run {load0[0]:.2f}")
+    total = _session.print_closing(t_start, load0, failures, notes)
 
     import boto3
     import moto
     import zstandard
-    result = {
-        "schema": 1, "kind": "writers",
-        "timestamp": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "argv": sys.argv[1:] if argv is None else argv,
-        "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
+    _util.save_result("writers", stamp, argv, args, {
         "env": _util.environment({"file_fs_type": _util.fs_type(args.dir),
                                   "shm_fs_type": _util.fs_type(args.shm_dir),
                                   "boto3": boto3.__version__, "moto": moto.__version__,
@@ -537,10 +448,7 @@ def main(argv: Optional[list] = None) -> int:
                                   "loadavg_start": load0, "loadavg_end": os.getloadavg()}),
         "s3_server": s3_info, "notes": notes, "failures": failures, "targets": tgts,
         "total_wall_s": total, "rows": rows,
-    }
-    _util.write_results(result, RESULTS_DIR,
-                        f"writers-{stamp}{'-quick' if args.quick else ''}.json",
-                        args.json, not args.no_save)
+    })
     return 1 if failures else 0
 
 
