@@ -637,10 +637,9 @@ def _remote_stream(parsed: ParsedURI) -> Iterator[str]:
         yield from _exact_object(parsed)
     for prefix in prefixes:
         for objects, _common in _list_pages(parsed, prefix, None):
-            for key, size, etag in objects:
-                uri = parsed.with_key(key)
-                size_cache.remember(uri, size, etag)
-                yield uri
+            page = [(parsed.with_key(key), size, etag) for key, size, etag in objects]
+            size_cache.remember_many(page)
+            yield from (uri for uri, _size, _etag in page)
 
 
 def _remote_level(parsed: ParsedURI) -> Iterator[str]:
@@ -650,10 +649,9 @@ def _remote_level(parsed: ParsedURI) -> Iterator[str]:
         yield from _exact_object(parsed)
     for prefix in prefixes:
         for objects, common in _list_pages(parsed, prefix, "/"):
-            for key, size, etag in objects:
-                uri = parsed.with_key(key)
-                size_cache.remember(uri, size, etag)
-                yield uri
+            page = [(parsed.with_key(key), size, etag) for key, size, etag in objects]
+            size_cache.remember_many(page)
+            yield from (uri for uri, _size, _etag in page)
             yield from (parsed.with_key(p) for p in common)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from typing import Optional
+from typing import Iterable, Optional, Tuple
 
 _lock = threading.Lock()
 _entries: "OrderedDict[str, tuple[int, Optional[str]]]" = OrderedDict()
@@ -22,10 +22,16 @@ def _limit() -> int:
 
 
 def remember(uri: str, size: int, etag: Optional[str] = None) -> None:
+    remember_many([(uri, size, etag)])
+
+
+def remember_many(entries: Iterable[Tuple[str, int, Optional[str]]]) -> None:
+    """``remember`` for a listing page at a time: one lock, one limit read."""
+    limit = _limit()
     with _lock:
-        _entries[uri] = (size, etag or None)
-        _entries.move_to_end(uri)
-        limit = _limit()
+        for uri, size, etag in entries:
+            _entries[uri] = (size, etag or None)
+            _entries.move_to_end(uri)
         while len(_entries) > limit:
             _entries.popitem(last=False)
 
