@@ -85,25 +85,30 @@ def _read_json(uri: str, what: str) -> Any:
 
 
 def save_distributed_shard(uri: str, shard_data: Any, rank: int, world_size: int, *,
-                           compress: bool = False, **options: Any) -> Dict[str, Any]:
+                           compress: bool = False, checkpoint_id: Optional[str] = None,
+                           **options: Any) -> Dict[str, Any]:
     """Saves this rank's ``shard_data`` as one checkpoint object at ``uri``
     (``options``: those of ``save_checkpoint``), then its receipt beside it.
     Returns the receipt: ``rank``, ``world_size``, ``uri``, ``size``,
-    ``fingerprint``, ``saved_at``.  Each rank calls it once per checkpoint;
-    then rank 0 calls :func:`finalize_distributed_checkpoint`."""
+    ``fingerprint``, ``checkpoint_id``, ``saved_at``.  Each rank calls it once
+    per checkpoint; then rank 0 calls :func:`finalize_distributed_checkpoint`
+    (with the same ``checkpoint_id``, e.g. the step, if one is given: then
+    no receipt of another save can stand in for a rank)."""
     _check_world(rank, world_size)
     _single.save_checkpoint(uri, shard_data, compress, **options)
     receipt = {"format": FORMAT_NAME + "-shard", "version": FORMAT_VERSION, "rank": rank,
-               "world_size": world_size, **_shard_facts(uri),
+               "world_size": world_size, "checkpoint_id": checkpoint_id, **_shard_facts(uri),
                "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat()}
     api.put(_receipt_uri(_dir_of(uri), rank, world_size),
             json.dumps(receipt, indent=1).encode(), fsync=True)
     return receipt
 
 
-def _receipts(base: str, world_size: int) -> tuple[Dict[int, Dict[str, Any]], List[str]]:
-    """The newest receipt of each rank for ``world_size`` under ``base``,
-    and the URIs of every receipt read."""
+def _receipts(base: str, world_size: int, checkpoint_id: Optional[str]
+              ) -> tuple[Dict[int, Dict[str, Any]], List[str]]:
+    """The newest receipt of each rank for ``world_size`` (and
+    ``checkpoint_id``, when given) under ``base``, and the URIs of the
+    receipts used."""
     suffix = f"-of-{world_size:05d}.json"
     found: Dict[int, Dict[str, Any]] = {}
     read: List[str] = []
@@ -113,6 +118,9 @@ def _receipts(base: str, world_size: int) -> tuple[Dict[int, Dict[str, Any]], Li
                 not name.endswith(suffix):
             continue
         receipt = _read_json(uri, "shard receipt")
+        if checkpoint_id is not None and isinstance(receipt, dict) and \
+                receipt.get("checkpoint_id") != checkpoint_id:
+            continue  # another save's: never counted, never removed here
         read.append(uri)
         rank = receipt.get("rank") if isinstance(receipt, dict) else None
         if not isinstance(rank, int) or receipt.get("world_size") != world_size:
@@ -124,20 +132,22 @@ def _receipts(base: str, world_size: int) -> tuple[Dict[int, Dict[str, Any]], Li
 
 
 def finalize_distributed_checkpoint(base_uri: str, world_size: int, *,
-                                    verify: str = "header") -> Dict[str, Any]:
+                                    verify: str = "header",
+                                    checkpoint_id: Optional[str] = None) -> Dict[str, Any]:
     """Checks that every rank's shard under ``base_uri`` is present and
     complete, then writes the global manifest ``base_uri/s3dlio-checkpoint.json``
     (last: its presence means a complete checkpoint) and returns it.
 
     ``verify``: ``"header"`` (default) reads each shard's header and checks
     it against the receipt; ``"full"`` also reads every blob and checks its
-    CRC32C.  Raises CheckpointError naming the missing or damaged ranks."""
+    CRC32C.  ``checkpoint_id``: count only the shards saved with this id.
+    Raises CheckpointError naming the missing or damaged ranks."""
     _check_world(0, world_size)
     if verify not in ("header", "full"):
         raise CheckpointError(f"verify must be 'header' or 'full', not {verify!r}",
                               code="BadArgument")
     base = _base(base_uri)
-    receipts, receipt_uris = _receipts(base, world_size)
+    receipts, receipt_uris = _receipts(base, world_size, checkpoint_id)
     missing = [r for r in range(world_size) if r not in receipts]
     if missing:
         raise CheckpointError(f"distributed checkpoint is missing the shard(s) of rank(s) "
@@ -162,7 +172,7 @@ def finalize_distributed_checkpoint(base_uri: str, world_size: int, *,
                               f"written: {base}: " + "; ".join(damaged), uri=base,
                               code="DamagedShards")
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "world_size": world_size,
-                "shards": shards, "verified": verify,
+                "checkpoint_id": checkpoint_id, "shards": shards, "verified": verify,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat()}
     api.put(base + MANIFEST_NAME, json.dumps(manifest, indent=1).encode(), fsync=True)
     # The receipts are consumed: a later checkpoint in the same place must

@@ -40,6 +40,7 @@ class _PackedViews(list):
 
     packed: "torch.Tensor"
     sizes: List[int]
+    originals: List[BytesView]  # what was packed, to tell whether the list changed since
 
 
 def _shared_bytes(total: int) -> "torch.Tensor":
@@ -68,7 +69,7 @@ def _collate_views(batch: Sequence[BytesView], *, collate_fn_map: Any = None) ->
         flat[offset:offset + size] = np.frombuffer(view, dtype=np.uint8)
         offset += size
     out = _PackedViews(batch)
-    out.packed, out.sizes = packed, sizes
+    out.packed, out.sizes, out.originals = packed, sizes, list(batch)
     return out
 
 
@@ -82,6 +83,12 @@ def _unpack_views(packed: "torch.Tensor", sizes: List[int]) -> List[BytesView]:
 
 
 def _reduce_packed(batch: _PackedViews) -> Tuple[Any, Tuple[Any, ...]]:
+    # A collate_fn may change the list after default_collate made it: then
+    # the packed block no longer says what the list holds, so send the list
+    # as it is (each view pickled as a copy).
+    if len(batch) != len(batch.originals) or any(
+            a is not b for a, b in zip(batch, batch.originals)):
+        return list, (list(batch),)
     return _unpack_views, (batch.packed, batch.sizes)
 
 
@@ -265,6 +272,14 @@ class S3IterableDataset(IterableDataset):
             return self._explicit_epoch
         epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
         return epoch
+
+    def __getstate__(self) -> dict:
+        # Spawned DataLoader workers never join the process group: resolve
+        # the rank here, in the process that pickles the dataset for them.
+        state = dict(self.__dict__)
+        if state["_rank"] is None and state["_world_size"] is None:
+            state["_rank"], state["_world_size"] = _world(None, None)
+        return state
 
     def shard(self) -> Tuple[int, int]:
         """``(index, count)`` of the shard this process reads."""

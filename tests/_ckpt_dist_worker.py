@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+import time
 
 import torch
 import torch.distributed as dist
 
+import s3dlio
 from s3dlio.checkpoint_dist import finalize_distributed_checkpoint, save_distributed_shard
 
 
@@ -32,6 +34,16 @@ def main() -> None:
     save_distributed_shard(f"{base}shard_{rank}.bin", shard(rank), rank, world)
     if die < 0:
         dist.barrier()
+    elif rank == 0:
+        # A barrier would wait on the dead rank; as a job's timeout would,
+        # wait (bounded) for the survivors' receipts instead.
+        survivors = {f"rank-{r:05d}-of-{world:05d}.json" for r in range(world) if r != die}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listed = {u.rsplit("/", 1)[1] for u in s3dlio.list(base) if "/.s3dlio-shards/" in u}
+            if survivors <= listed:
+                break
+            time.sleep(0.05)
     if rank == 0:
         try:
             finalize_distributed_checkpoint(base, world)

@@ -108,6 +108,24 @@ def test_reusing_a_base_never_counts_an_old_shard(base):
     assert missing.value.code == "MissingShards"
 
 
+def test_a_checkpoint_id_keeps_an_unfinalized_save_out(base):
+    """Step 100 was saved by every rank but never finalized; in step 200
+    rank 1 dies.  With ids, step 100's rank-1 shard cannot stand in."""
+    import numpy as np
+    for rank in range(3):
+        save_distributed_shard(f"{base}step-100/shard_{rank}.bin", {"a": np.arange(3)}, rank, 3,
+                               checkpoint_id="step-100")
+    for rank in (0, 2):
+        save_distributed_shard(f"{base}step-200/shard_{rank}.bin", {"a": np.arange(4)}, rank, 3,
+                               checkpoint_id="step-200")
+    with pytest.raises(CheckpointError, match=r"rank\(s\) \[1\]"):
+        finalize_distributed_checkpoint(base, 3, checkpoint_id="step-200")
+    manifest = finalize_distributed_checkpoint(base, 3, checkpoint_id="step-100")
+    assert manifest["checkpoint_id"] == "step-100"
+    assert [s["uri"] for s in manifest["shards"]] == [f"{base}step-100/shard_{r}.bin"
+                                                      for r in range(3)]
+
+
 def test_a_shard_replaced_after_its_receipt_fails_finalize(base):
     _save_all(base, 2)
     save_checkpoint(f"{base}shard_1.bin", {"rank": 1, "other": "save"})

@@ -192,6 +192,25 @@ def test_worker_storage_error_surfaces_in_the_loop(tree):
         list(DataLoader(it, batch_size=4, num_workers=2, multiprocessing_context="fork"))
 
 
+def test_a_batch_changed_after_collate_arrives_as_changed(tree):
+    """default_collate packs a worker's batch of views into shared memory;
+    a collate_fn that edits the list afterwards must see its edits arrive."""
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+    from unittest import mock
+    from torch.utils.data import default_collate
+    views = [s3dlio.get(u) for u in S3MapDataset(tree, pattern="*.bin").uris()[:3]]
+    with mock.patch("s3dlio.torch.get_worker_info", return_value=object()):
+        batch = default_collate(views)
+    sent = pickle.loads(ForkingPickler.dumps(batch))
+    assert [bytes(v) for v in sent] == [bytes(v) for v in views]
+    assert all(isinstance(v, s3dlio.BytesView) for v in sent)
+    batch.pop()
+    batch[0] = views[2]
+    sent = pickle.loads(ForkingPickler.dumps(batch))
+    assert [bytes(v) for v in sent] == [bytes(views[2]), bytes(views[1])]
+
+
 def test_bytesview_pickles_as_a_copy(tree):
     import pickle
     view = s3dlio.get(S3MapDataset(tree, pattern="*.bin").uris()[0])
@@ -241,8 +260,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(240)
-def test_distributed_ranks_and_workers_partition_each_epoch(moto_s3, tmp_path):
-    bucket = "torch-dist"
+@pytest.mark.parametrize("method", START_METHODS)
+def test_distributed_ranks_and_workers_partition_each_epoch(moto_s3, tmp_path, method):
+    """Spawned workers never join the process group: the rank must travel
+    with the pickled dataset."""
+    bucket = f"torch-dist-{method}"
     s3dlio.create_bucket(bucket)
     prefix = f"s3://{bucket}/train/"
     s3dlio.put_many([(f"{prefix}{_name(i)}", _name(i).encode()) for i in range(41)])
@@ -250,7 +272,7 @@ def test_distributed_ranks_and_workers_partition_each_epoch(moto_s3, tmp_path):
     outs = [tmp_path / f"rank{r}.json" for r in range(world)]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     procs = [subprocess.Popen([sys.executable, str(HERE / "_torch_dist_worker.py"), str(r),
-                               str(world), str(port), prefix, str(outs[r])], env=env)
+                               str(world), str(port), prefix, str(outs[r]), method], env=env)
              for r in range(world)]
     try:
         codes = [p.wait(timeout=200) for p in procs]
