@@ -85,6 +85,13 @@ static int cache_push(int index, void *p)
 {
     int kept = 0;
     cache_lock();
+    /* A caller's double s3dl_free must not put one buffer in the cache
+     * twice (two later results would share it): the second is dropped. */
+    for (int i = 0; i < cache.depth[index]; i++)
+        if (cache.stack[index][i] == p) {
+            cache_unlock();
+            return 1;
+        }
     if (cache.depth[index] < CACHE_DEPTH && cache.bytes + class_size(index) <= CACHE_MAX_BYTES) {
         cache.stack[index][cache.depth[index]++] = p;
         cache.bytes += class_size(index);

@@ -39,6 +39,14 @@ int main(void)
     CHECK(aligned_buf_cached_bytes() == 0);
     aligned_buf_free(aligned_buf_alloc(64, 7u << 20, 0));
     CHECK(aligned_buf_cached_bytes() == (7u << 20));
+    /* A double free of a cached buffer does not cache it twice. */
+    void *twice = aligned_buf_alloc(64, 100000, 0);
+    aligned_buf_free(twice);
+    aligned_buf_free(twice);
+    void *first = aligned_buf_alloc(64, 100000, 0), *second = aligned_buf_alloc(64, 100000, 0);
+    CHECK(first == twice && second != twice);
+    aligned_buf_free(first);
+    aligned_buf_free(second);
 #endif
     aligned_buf_free(NULL);
     aligned_buf_cache_drain();
