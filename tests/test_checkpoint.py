@@ -430,3 +430,17 @@ def test_killed_saves_leave_the_previous_checkpoint(request, tmp_path, scheme):
         assert [p.name for p in directory.iterdir()] == ["k.ckpt"]
     save_checkpoint(uri, _worker_data(99))
     assert load_checkpoint(uri)["seed"] == 99
+
+
+@pytest.mark.parametrize("direct", [None, False, True])
+def test_durable_local_saves_may_go_past_the_page_cache(tmp_path, direct):
+    """A durable save of 64 MiB or more to file:// writes with O_DIRECT by
+    default (direct=None); the file, its name and its contents are the same
+    whichever way it went."""
+    uri = f"file://{tmp_path}/big.ckpt"
+    data = {"a": np.arange(9 << 20, dtype=np.int64), "b": b"tail", "n": 7}  # 72 MiB
+    result = save_checkpoint(uri, data, direct=direct)
+    assert result["uri"] == uri
+    back = load_checkpoint(uri)
+    assert np.array_equal(back["a"], data["a"]) and back["b"] == b"tail" and back["n"] == 7
+    assert [p.name for p in tmp_path.iterdir()] == ["big.ckpt"]  # no temporary file left
