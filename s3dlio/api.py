@@ -628,6 +628,15 @@ def _remote_prefixes(parsed: ParsedURI) -> tuple[bool, List[str]]:
     return exact, [key + "/"] if exact else [key]
 
 
+def _remembered(parsed: ParsedURI, objects: Iterable[tuple[str, int, Optional[str]]]
+                ) -> List[str]:
+    """A listing page's objects as URIs, their sizes recorded in the size
+    cache in one step (so later GETs need no HEAD)."""
+    page = [(parsed.with_key(key), size, etag) for key, size, etag in objects]
+    size_cache.remember_many(page)
+    return [uri for uri, _size, _etag in page]
+
+
 def _remote_stream(parsed: ParsedURI) -> Iterator[str]:
     """Recursive listing, page by page, in sorted order: the stores list
     keys in UTF-8 byte order, which is Python's str order, and the exact
@@ -637,9 +646,7 @@ def _remote_stream(parsed: ParsedURI) -> Iterator[str]:
         yield from _exact_object(parsed)
     for prefix in prefixes:
         for objects, _common in _list_pages(parsed, prefix, None):
-            page = [(parsed.with_key(key), size, etag) for key, size, etag in objects]
-            size_cache.remember_many(page)
-            yield from (uri for uri, _size, _etag in page)
+            yield from _remembered(parsed, objects)
 
 
 def _remote_level(parsed: ParsedURI) -> Iterator[str]:
@@ -649,9 +656,7 @@ def _remote_level(parsed: ParsedURI) -> Iterator[str]:
         yield from _exact_object(parsed)
     for prefix in prefixes:
         for objects, common in _list_pages(parsed, prefix, "/"):
-            page = [(parsed.with_key(key), size, etag) for key, size, etag in objects]
-            size_cache.remember_many(page)
-            yield from (uri for uri, _size, _etag in page)
+            yield from _remembered(parsed, objects)
             yield from (parsed.with_key(p) for p in common)
 
 

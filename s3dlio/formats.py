@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import io
 import os
 import struct
 import types
@@ -24,6 +23,7 @@ from numpy.lib.format import descr_to_dtype
 from ._native import ffi, lib
 from .api import get, get_range, put
 from .errors import InvalidArgumentError, StorageIOError
+from .reader import PositionedReader
 
 PathLike = Union[str, "os.PathLike[str]"]
 IndexEntry = Dict[str, int]
@@ -126,28 +126,20 @@ def read_npy(uri: PathLike) -> np.ndarray:
     return _array_from_npy(get(target).memoryview(), target)
 
 
-class _MemoryReader(io.RawIOBase):
+class _MemoryReader(PositionedReader):
     """A seekable, read-only file over a memoryview, so zipfile can parse an
-    archive already in memory without copying it into a BytesIO."""
+    archive already in memory without copying it into a BytesIO.  Seeking
+    before the start stops at 0, as in a BytesIO (zipfile probes a short
+    input that way)."""
+
+    clamp_at_start = True
 
     def __init__(self, buf: memoryview) -> None:
         super().__init__()
         self._buf = buf
-        self._pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._buf)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+    def length(self) -> int:
+        return len(self._buf)
 
     def readinto(self, target: Any) -> int:
         chunk = self._buf[self._pos:self._pos + len(target)]

@@ -23,7 +23,47 @@ from .uri import parse_uri
 MiB = 1 << 20
 
 
-class ObjectReader(io.RawIOBase):
+class PositionedReader(io.RawIOBase):
+    """A read-only raw stream that keeps its own position over ``length()``
+    bytes: readable, seekable, ``tell``/``seek`` as files do (an unknown
+    ``whence`` is a ValueError; so is a position before the start, unless
+    ``clamp_at_start``, which stops there as BytesIO does).  Subclasses give
+    ``length`` and ``readinto``."""
+
+    _pos = 0
+    clamp_at_start = False
+
+    def length(self) -> int:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            base = 0
+        elif whence == io.SEEK_CUR:
+            base = self._pos
+        elif whence == io.SEEK_END:
+            base = self.length()
+        else:
+            raise ValueError(f"invalid whence {whence!r}")
+        target = base + offset
+        if target < 0:
+            if not self.clamp_at_start:
+                raise ValueError(f"negative seek position {target}")
+            target = 0
+        self._pos = target
+        return target
+
+
+class ObjectReader(PositionedReader):
     """A seekable, read-only raw stream over one object (see the module
     doc).  The object's size is read once, when it is opened."""
 
@@ -47,24 +87,8 @@ class ObjectReader(io.RawIOBase):
         self._lock = threading.Lock()
 
     # -- io.RawIOBase --------------------------------------------------------
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}.get(whence)
-        if base is None:
-            raise ValueError(f"invalid whence {whence!r}")
-        target = base + offset
-        if target < 0:
-            raise ValueError(f"negative seek position {target}")
-        self._pos = target
-        return target
+    def length(self) -> int:
+        return self.size
 
     def readinto(self, buffer: Any) -> int:
         with self._lock:
