@@ -13,12 +13,7 @@
 #include "crypto.h"
 #include "sigv4.h"
 #include "uri_encode.h"
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort(); /* a fuzz harness reports violations by crashing */                           \
-    } while (0)
+#include "fuzz.h"
 
 enum {
     F_NORMALIZE = 1,      /* a non-S3 service */
@@ -193,8 +188,6 @@ static void check_canonical_request(const char *creq, int normalize)
         }
     }
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

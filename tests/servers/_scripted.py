@@ -5,10 +5,22 @@ request handler and what its requests mean."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """One request a scripted server saw; each server's ``Seen`` adds its
+    body field and what the request means (``kind``)."""
+
+    method: str
+    path: str
+    query: Dict[str, List[str]]
+    headers: Dict[str, str]
 
 
 class ScriptedServer:

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._scripted import ScriptedServer, owned_handler, read_body
+from ._scripted import ScriptedServer, SeenRequest, owned_handler, read_body
 
 SOCKET_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 64 << 20
@@ -65,11 +65,7 @@ class Fault:
 
 
 @dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query: Dict[str, List[str]]
-    headers: Dict[str, str]
+class Seen(SeenRequest):
     body: bytes
 
 

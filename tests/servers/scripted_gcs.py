@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._scripted import ScriptedServer
+from ._scripted import ScriptedServer, SeenRequest
 
 _TOKEN = "tok+/= &?"  # characters a page token must be URL-encoded for
 SOCKET_TIMEOUT_S = 10.0
@@ -74,11 +74,7 @@ class Chunk:
 
 
 @dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query: Dict[str, List[str]]
-    headers: Dict[str, str]
+class Seen(SeenRequest):
     body_len: int
 
     @property

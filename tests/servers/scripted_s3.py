@@ -21,10 +21,10 @@ import collections
 import hashlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._scripted import ScriptedServer, owned_handler, read_body
+from ._scripted import ScriptedServer, SeenRequest, owned_handler, read_body
 
 SOCKET_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 64 << 20
@@ -59,11 +59,7 @@ def complete_ok(bucket: str = "bucket", key: str = "key") -> Reply:
 
 
 @dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query: Dict[str, List[str]]
-    headers: Dict[str, str]
+class Seen(SeenRequest):
     body_len: int
 
     @property
