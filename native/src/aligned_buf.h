@@ -8,6 +8,7 @@
 #define S3DL_ALIGNED_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Returns `size` bytes (at least 1) aligned to `alignment` (a power of two
  * >= sizeof(void*)), or NULL.  With `huge_pages`, a large buffer asks for
@@ -18,14 +19,23 @@ void *aligned_buf_alloc(size_t alignment, size_t size, int huge_pages);
 
 /* Frees `p` (from aligned_buf_alloc, or any malloc-family pointer), keeping
  * a page-aligned buffer of a cached size class for reuse while the cache
- * holds less than 32 MiB.  NULL is a no-op. */
+ * holds less than aligned_buf_cache_limit().  NULL is a no-op. */
 void aligned_buf_free(void *p);
+
+/* Gives back to the system the cached buffers unused for 10 seconds (at
+ * most one sweep per half second; cheap to call often). */
+void aligned_buf_cache_trim(void);
+
+/* Frees the cached buffers unused for `idle_ns` or longer, now. */
+void aligned_buf_cache_release_idle(int64_t idle_ns);
 
 /* Frees every cached buffer (tests, and leak checkers at exit). */
 void aligned_buf_cache_drain(void);
 
-/* Bytes held by the cache now (tests). */
+/* Bytes held by the cache now, and the most it may hold: 1/16 of physical
+ * memory, at least 32 MiB and at most 1 GiB (0 when the cache is off). */
 size_t aligned_buf_cached_bytes(void);
+size_t aligned_buf_cache_limit(void);
 
 /* Rounds `value` up / down to a multiple of `alignment` (a power of two). */
 static inline size_t align_up(size_t value, size_t alignment)

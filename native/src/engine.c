@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aligned_buf.h"
 #include "file_io.h"
 #include "log.h"
 
@@ -380,6 +381,9 @@ static void *engine_main(void *arg)
 
         if (stopping && !loop.batches && ring_count(&e->submit_ring) == 0)
             break;
+        /* The loop wakes at least once a second: results that lay unused
+         * in the buffer cache for a while go back to the system. */
+        aligned_buf_cache_trim();
         http_wait_and_drive(&e->http, poll_timeout_ms(&loop, monotonic_ns()));
     }
     return NULL;
