@@ -39,6 +39,7 @@ _FREE_FN = int(ffi.cast("uintptr_t", ffi.addressof(lib, "s3dl_free")))
 #: Environment variables read once, when the engine is created.
 _ENV_OPTIONS = {
     "S3DLIO_IO_THREADS": lib.S3DL_ENGINE_IO_THREADS,
+    "S3DLIO_HTTP_THREADS": lib.S3DL_ENGINE_HTTP_THREADS,
     "S3DLIO_MAX_IN_FLIGHT": lib.S3DL_ENGINE_MAX_IN_FLIGHT,
     "S3DLIO_SPLIT_THRESHOLD": lib.S3DL_ENGINE_SPLIT_THRESHOLD,
     "S3DLIO_PART_SIZE": lib.S3DL_ENGINE_PART_SIZE,

@@ -106,7 +106,9 @@ typedef enum s3dl_engine_option {
     S3DL_ENGINE_MAX_IN_FLIGHT = 3,      /* engine-wide item cap; default 256 */
     S3DL_ENGINE_DIRECT_ALIGNMENT = 4,   /* O_DIRECT alignment in bytes; default 4096 */
     S3DL_ENGINE_SPLIT_THRESHOLD = 5,    /* buffered reads this long are split; default 32 MiB */
-    S3DL_ENGINE_PART_SIZE = 6           /* part size of split reads; default 8 MiB */
+    S3DL_ENGINE_PART_SIZE = 6,          /* part size of split reads; default 8 MiB */
+    S3DL_ENGINE_HTTP_THREADS = 7        /* HTTP lanes (threads with a libcurl multi
+                                         * handle each); default min(4, cpus), 1-8 */
 } s3dl_engine_option;
 
 /* Creates an engine.  On success *out is caller-owned; release it with

@@ -43,12 +43,31 @@ struct s3dl_item {
     int attempts;           /* tries made so far */
     int64_t retry_at_ns;    /* when a waiting retry may start */
     struct http_transfer *transfer; /* the attempt in flight, or NULL */
-    struct s3dl_item *next_waiting; /* engine thread's retry list */
+    struct s3dl_item *next_waiting; /* its HTTP lane's retry list */
+    struct batch_share *share;      /* the HTTP lane share it was dealt to */
 
     struct s3dl_batch *batch;
 };
 
 enum batch_state { BATCH_BUILDING = 0, BATCH_SUBMITTED = 1, BATCH_DONE = 2 };
+
+/* The most HTTP lanes (threads, each with its own libcurl multi handle) an
+ * engine may run. */
+#define S3DL_MAX_HTTP_LANES 8
+
+/* One HTTP lane's part of a batch: items first, first + step, ... (dealt
+ * round-robin, so every lane gets an even share of a uniform batch).
+ * Touched only by that lane's thread once handed over. */
+struct batch_share {
+    struct s3dl_batch *batch;
+    size_t first, step;
+    size_t next;            /* the next item index to start */
+    size_t count;           /* items in this share */
+    size_t completed;
+    size_t in_flight;       /* started or waiting to retry */
+    size_t max_in_flight;   /* this share's part of the batch's limit */
+    struct batch_share *next_active;
+};
 
 struct s3dl_client;
 struct http_transfer;
@@ -72,6 +91,11 @@ struct s3dl_batch {
     size_t in_flight;
     size_t completed;
     struct s3dl_batch *next_active;
+
+    /* HTTP batches: one share per lane used; the lane that completes the
+     * last share finishes the batch. */
+    struct batch_share shares[S3DL_MAX_HTTP_LANES];
+    atomic_int shares_left;
 
     atomic_int cancel_requested;
     pthread_mutex_t mutex;  /* guards state for waiters */

@@ -31,8 +31,8 @@ struct s3dl_client {
     int dialect;             /* S3DL_DIALECT_* */
     int can_sign;            /* credentials present: signer is ready */
     struct sigv4_signer signer;
-    /* Retry budget (token bucket), engine thread only. */
-    int retry_tokens;
+    /* Retry budget (token bucket), shared by the HTTP lanes. */
+    _Atomic int retry_tokens;
 };
 
 /* The settings used for HTTP items of a batch without a client. */

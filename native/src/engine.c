@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -93,7 +94,15 @@ static void eventfd_clear(int fd)
     }
 }
 
-static void engine_wake(s3dl_engine *engine) { http_wake(&engine->http); }
+/* New batches: the engine thread (lane 0) routes them. */
+static void engine_wake(s3dl_engine *engine) { http_wake(&engine->lanes[0].http); }
+
+/* Cancels and stop: every lane checks its shares. */
+static void engine_wake_all(s3dl_engine *engine)
+{
+    for (int i = 0; i < engine->options.http_threads; i++)
+        http_wake(&engine->lanes[i].http);
+}
 
 void engine_notice_cancel(s3dl_engine *engine, struct s3dl_batch *batch)
 {
@@ -103,11 +112,12 @@ void engine_notice_cancel(s3dl_engine *engine, struct s3dl_batch *batch)
     pthread_mutex_unlock(&engine->lifecycle_mutex);
     if (running) {
         file_pool_poke(&engine->pool);
-        engine_wake(engine); /* HTTP batches are cancelled by the engine thread */
+        engine_wake_all(engine); /* HTTP batches are cancelled by their lanes */
     }
 }
 
-static int default_io_threads(void)
+/* min(4, online CPUs): for file workers and HTTP lanes alike. */
+static int default_threads(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus < 1)
@@ -173,21 +183,13 @@ static void finish_batch(s3dl_engine *e, struct s3dl_batch *b)
 
 static void on_batch_done(void *ctx, struct s3dl_batch *b) { finish_batch(ctx, b); }
 
-/* State of the engine thread's HTTP scheduling. */
-struct http_loop {
-    struct s3dl_batch *batches;      /* active HTTP batches */
-    struct s3dl_item *waiting;       /* items waiting for a retry */
-    size_t in_flight;                /* engine-wide */
-    uint64_t random_state;
-};
-
-static uint64_t next_random(struct http_loop *loop)
+static uint64_t next_random(struct http_lane *lane)
 {
-    uint64_t x = loop->random_state; /* xorshift64: jitter, not secrets */
+    uint64_t x = lane->random_state; /* xorshift64: jitter, not secrets */
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    loop->random_state = x;
+    lane->random_state = x;
     return x;
 }
 
@@ -196,89 +198,100 @@ static struct s3dl_client *client_of(struct s3dl_batch *b)
     return b->client ? b->client : client_default();
 }
 
+/* Read without the lifecycle lock, which start_locked holds while it may
+ * have to stop lanes it started. */
+static int engine_stopping(s3dl_engine *e) { return atomic_load(&e->stop_flag); }
+
 static void complete_http_item(s3dl_engine *e, struct s3dl_item *item)
 {
     item->t_end_ns = batch_wall_clock_ns();
-    item->batch->in_flight--;
-    item->batch->completed++;
+    item->share->in_flight--;
+    item->share->completed++;
     atomic_fetch_add_explicit(&e->counters.items_completed, 1, memory_order_relaxed);
 }
 
-/* Cancels or expires what a batch has not finished.  Running transfers are
+/* Cancels or expires what a share has not finished.  Running transfers are
  * stopped; waiting retries and unstarted items complete at once. */
-static void stop_http_batch(s3dl_engine *e, struct http_loop *loop, struct s3dl_batch *b,
-                            s3dl_status why)
+static void stop_share(struct http_lane *lane, struct batch_share *sh, s3dl_status why)
 {
-    for (size_t i = 0; i < b->next_dispatch; i++) {
+    s3dl_engine *e = lane->engine;
+    struct s3dl_batch *b = sh->batch;
+    for (size_t i = sh->first; i < sh->next; i += sh->step) {
         struct s3dl_item *item = &b->items[i];
         if (item->transfer) {
-            http_abort(&e->http, item);
+            http_abort(&lane->http, item);
             item_fail(item, why, 0, "%s while in flight", s3dl_strerror(why));
-            loop->in_flight--;
+            lane->in_flight--;
             complete_http_item(e, item);
         }
     }
-    for (struct s3dl_item **link = &loop->waiting; *link;) {
+    for (struct s3dl_item **link = &lane->waiting; *link;) {
         struct s3dl_item *item = *link;
-        if (item->batch == b) {
+        if (item->share == sh) {
             *link = item->next_waiting;
             item_fail(item, why, 0, "%s while waiting to retry", s3dl_strerror(why));
-            loop->in_flight--;
+            lane->in_flight--;
             complete_http_item(e, item);
         } else {
             link = &item->next_waiting;
         }
     }
-    while (b->next_dispatch < b->count) {
-        struct s3dl_item *item = &b->items[b->next_dispatch++];
+    for (; sh->next < b->count; sh->next += sh->step) {
+        struct s3dl_item *item = &b->items[sh->next];
         item_fail(item, why, 0, "%s before it started", s3dl_strerror(why));
-        b->completed++;
+        sh->completed++;
     }
 }
 
-static void start_item(s3dl_engine *e, struct http_loop *loop, struct s3dl_item *item)
+static void start_item(struct http_lane *lane, struct s3dl_item *item)
 {
-    if (http_start(&e->http, item, client_of(item->batch)) != S3DL_OK) {
-        loop->in_flight--;
-        complete_http_item(e, item); /* http_start recorded the failure */
+    if (http_start(&lane->http, item, client_of(item->batch)) != S3DL_OK) {
+        lane->in_flight--;
+        complete_http_item(lane->engine, item); /* http_start recorded the failure */
     }
 }
 
-static void schedule_http(s3dl_engine *e, struct http_loop *loop, int64_t now, int stopping)
+static void schedule_http(struct http_lane *lane, int64_t now, int stopping)
 {
+    s3dl_engine *e = lane->engine;
+    size_t lanes = (size_t)e->options.http_threads;
+    size_t lane_cap = (e->options.max_in_flight + lanes - 1) / lanes;
     /* Retries whose time has come go first: they are oldest. */
-    for (struct s3dl_item **link = &loop->waiting; *link;) {
+    for (struct s3dl_item **link = &lane->waiting; *link;) {
         struct s3dl_item *item = *link;
         if (item->retry_at_ns <= now) {
             *link = item->next_waiting;
-            start_item(e, loop, item);
+            start_item(lane, item);
         } else {
             link = &item->next_waiting;
         }
     }
-    for (struct s3dl_batch *b = loop->batches; b; b = b->next_active) {
+    for (struct batch_share *sh = lane->shares; sh; sh = sh->next_active) {
+        struct s3dl_batch *b = sh->batch;
         int cancelled = stopping || atomic_load(&b->cancel_requested);
         int expired = b->deadline_ns && now >= b->deadline_ns;
         if (cancelled || expired) {
-            stop_http_batch(e, loop, b, expired ? S3DL_E_TIMEOUT : S3DL_E_CANCELLED);
+            stop_share(lane, sh, expired ? S3DL_E_TIMEOUT : S3DL_E_CANCELLED);
             continue;
         }
-        while (b->next_dispatch < b->count && b->in_flight < (size_t)b->max_in_flight &&
-               loop->in_flight < e->options.max_in_flight) {
-            struct s3dl_item *item = &b->items[b->next_dispatch++];
-            b->in_flight++;
-            loop->in_flight++;
-            start_item(e, loop, item);
+        while (sh->next < b->count && sh->in_flight < sh->max_in_flight &&
+               lane->in_flight < lane_cap) {
+            struct s3dl_item *item = &b->items[sh->next];
+            sh->next += sh->step;
+            item->share = sh;
+            sh->in_flight++;
+            lane->in_flight++;
+            start_item(lane, item);
         }
     }
 }
 
 /* Takes the transfers libcurl reports done; returns how many. */
-static int reap_http(s3dl_engine *e, struct http_loop *loop, int64_t now)
+static int reap_http(struct http_lane *lane, int64_t now)
 {
     CURLMsg *msg;
     int queued, reaped = 0;
-    while ((msg = curl_multi_info_read(e->http.multi, &queued)) != NULL) {
+    while ((msg = curl_multi_info_read(lane->http.multi, &queued)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         CURL *easy = msg->easy_handle;
@@ -289,42 +302,46 @@ static int reap_http(s3dl_engine *e, struct http_loop *loop, int64_t now)
             continue;
         reaped++;
         struct s3dl_client *client = client_of(item->batch);
-        if (http_finish(&e->http, easy, result, client, now, next_random(loop))) {
-            loop->in_flight--;
-            complete_http_item(e, item);
+        if (http_finish(&lane->http, easy, result, client, now, next_random(lane))) {
+            lane->in_flight--;
+            complete_http_item(lane->engine, item);
         } else {
-            item->next_waiting = loop->waiting;
-            loop->waiting = item;
+            item->next_waiting = lane->waiting;
+            lane->waiting = item;
         }
     }
     return reaped;
 }
 
-static void finish_http_batches(s3dl_engine *e, struct http_loop *loop)
+/* Drops finished shares; the lane that drops a batch's last share
+ * finishes the batch. */
+static void finish_shares(struct http_lane *lane)
 {
-    struct s3dl_batch **link = &loop->batches;
+    struct batch_share **link = &lane->shares;
     while (*link) {
-        struct s3dl_batch *b = *link;
-        if (b->completed == b->count) {
-            *link = b->next_active;
-            finish_batch(e, b);
+        struct batch_share *sh = *link;
+        if (sh->completed == sh->count) {
+            *link = sh->next_active;
+            struct s3dl_batch *b = sh->batch;
+            if (atomic_fetch_sub_explicit(&b->shares_left, 1, memory_order_acq_rel) == 1)
+                finish_batch(lane->engine, b);
         } else {
-            link = &b->next_active;
+            link = &sh->next_active;
         }
     }
 }
 
-/* How long the engine may sleep: until the next retry or batch deadline,
+/* How long the lane may sleep: until the next retry or batch deadline,
  * at most a second (libcurl's own timer is added by http_wait_and_drive). */
-static int poll_timeout_ms(struct http_loop *loop, int64_t now)
+static int poll_timeout_ms(struct http_lane *lane, int64_t now)
 {
     int64_t soonest = -1;
-    for (struct s3dl_item *item = loop->waiting; item; item = item->next_waiting)
+    for (struct s3dl_item *item = lane->waiting; item; item = item->next_waiting)
         if (soonest < 0 || item->retry_at_ns < soonest)
             soonest = item->retry_at_ns;
-    for (struct s3dl_batch *b = loop->batches; b; b = b->next_active)
-        if (b->deadline_ns && (soonest < 0 || b->deadline_ns < soonest))
-            soonest = b->deadline_ns;
+    for (struct batch_share *sh = lane->shares; sh; sh = sh->next_active)
+        if (sh->batch->deadline_ns && (soonest < 0 || sh->batch->deadline_ns < soonest))
+            soonest = sh->batch->deadline_ns;
     int64_t ms = 1000; /* wake now and then regardless */
     if (soonest >= 0) {
         int64_t until = (soonest - now + 999999) / 1000000;
@@ -334,57 +351,137 @@ static int poll_timeout_ms(struct http_loop *loop, int64_t now)
     return ms > 1000 ? 1000 : (int)ms;
 }
 
+static void append_share(struct batch_share **list, struct batch_share *sh)
+{
+    sh->next_active = NULL;
+    while (*list)
+        list = &(*list)->next_active;
+    *list = sh; /* oldest first, as on the file pool */
+}
+
+/* Moves shares the engine thread handed over into the active list. */
+static void take_inbox(struct http_lane *lane)
+{
+    pthread_mutex_lock(&lane->inbox_mutex);
+    struct batch_share *in = lane->inbox;
+    lane->inbox = NULL;
+    pthread_mutex_unlock(&lane->inbox_mutex);
+    while (in) {
+        struct batch_share *next = in->next_active;
+        append_share(&lane->shares, in);
+        in = next;
+    }
+}
+
+/* Deals an HTTP batch out to the lanes.  A batch of one item, or one
+ * limited to one in flight, goes to one lane (round-robin); any other is
+ * dealt round-robin over every lane, each taking its part of the batch's
+ * in-flight limit. */
+static void route_http_batch(s3dl_engine *e, struct s3dl_batch *b)
+{
+    size_t lanes = (size_t)e->options.http_threads;
+    size_t first_lane = 0;
+    if (b->count < 2 || b->max_in_flight < 2 || lanes == 1) {
+        first_lane = atomic_fetch_add_explicit(&e->next_lane, 1, memory_order_relaxed) % lanes;
+        lanes = 1;
+    }
+    if (lanes > b->count)
+        lanes = b->count;
+    if ((int64_t)lanes > b->max_in_flight)
+        lanes = (size_t)b->max_in_flight;
+    atomic_store(&b->shares_left, (int)lanes);
+    for (size_t k = 0; k < lanes; k++) {
+        struct batch_share *sh = &b->shares[k];
+        memset(sh, 0, sizeof(*sh));
+        sh->batch = b;
+        sh->first = sh->next = k;
+        sh->step = lanes;
+        sh->count = (b->count - k + lanes - 1) / lanes;
+        size_t limit = (size_t)b->max_in_flight;
+        sh->max_in_flight = limit / lanes + (k < limit % lanes ? 1 : 0);
+        struct http_lane *lane = &e->lanes[(first_lane + k) % (size_t)e->options.http_threads];
+        if (lane->index == 0) {
+            append_share(&lane->shares, sh); /* this thread's own lane */
+        } else {
+            pthread_mutex_lock(&lane->inbox_mutex);
+            append_share(&lane->inbox, sh);
+            pthread_mutex_unlock(&lane->inbox_mutex);
+            http_wake(&lane->http);
+        }
+    }
+}
+
+/* One turn of a lane: start what may start, let libcurl run its timers
+ * (new transfers begin there), and take what finished -- until nothing
+ * finishes, since every completion frees a slot for another item. */
+static void run_lane_once(struct http_lane *lane, int stopping)
+{
+    int64_t now = monotonic_ns();
+    for (int rounds = 0; rounds < 1000; rounds++) { /* bounded */
+        schedule_http(lane, now, stopping);
+        http_drive_timers(&lane->http);
+        now = monotonic_ns();
+        if (reap_http(lane, now) == 0)
+            break;
+    }
+    finish_shares(lane);
+}
+
+/* The other lanes' threads. */
+static void *lane_main(void *arg)
+{
+    struct http_lane *lane = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "s3dl-http-%d", lane->index);
+    pthread_setname_np(pthread_self(), name); /* for top -H and debuggers */
+    for (;;) {
+        take_inbox(lane);
+        int stopping = engine_stopping(lane->engine);
+        run_lane_once(lane, stopping);
+        /* Exit only once the engine thread has routed its last batch. */
+        if (stopping && !lane->shares && atomic_load(&lane->engine->router_done)) {
+            pthread_mutex_lock(&lane->inbox_mutex);
+            int empty = lane->inbox == NULL;
+            pthread_mutex_unlock(&lane->inbox_mutex);
+            if (empty)
+                break;
+        }
+        http_wait_and_drive(&lane->http, poll_timeout_ms(lane, monotonic_ns()));
+    }
+    return NULL;
+}
+
 /* The engine thread: batches in from the ring; local ones go to the file
- * pool, HTTP ones are driven here through libcurl multi. */
+ * pool, HTTP ones are dealt to the lanes, and lane 0 is driven here. */
 static void *engine_main(void *arg)
 {
     s3dl_engine *e = arg;
+    struct http_lane *lane = &e->lanes[0];
+    pthread_setname_np(pthread_self(), "s3dl-engine"); /* and HTTP lane 0 */
     struct s3dl_batch *incoming[64];
-    struct http_loop loop = {.random_state = (uint64_t)monotonic_ns() ^ ((uint64_t)getpid() << 32)};
-    if (!loop.random_state)
-        loop.random_state = 0x9E3779B97F4A7C15ull;
     for (;;) {
         size_t n;
         while ((n = ring_pop_many(&e->submit_ring, (void **)incoming, 64)) > 0) {
             for (size_t i = 0; i < n; i++) {
                 struct s3dl_batch *b = incoming[i];
-                if (b->count == 0) {
+                if (b->count == 0)
                     finish_batch(e, b);
-                } else if (b->is_http) {
-                    /* Oldest first, as on the file pool: appended. */
-                    b->next_active = NULL;
-                    struct s3dl_batch **tail = &loop.batches;
-                    while (*tail)
-                        tail = &(*tail)->next_active;
-                    *tail = b;
-                } else {
+                else if (b->is_http)
+                    route_http_batch(e, b);
+                else
                     file_pool_add_batch(&e->pool, b);
-                }
             }
         }
-        pthread_mutex_lock(&e->lifecycle_mutex);
-        int stopping = e->stopping;
-        pthread_mutex_unlock(&e->lifecycle_mutex);
-
-        int64_t now = monotonic_ns();
-        /* Start what may start, let libcurl run its timers (new transfers
-         * begin there), and take what finished -- until nothing finishes,
-         * since every completion frees a slot for another item. */
-        for (int rounds = 0; rounds < 1000; rounds++) { /* bounded */
-            schedule_http(e, &loop, now, stopping);
-            http_drive_timers(&e->http);
-            now = monotonic_ns();
-            if (reap_http(e, &loop, now) == 0)
-                break;
-        }
-        finish_http_batches(e, &loop);
-
-        if (stopping && !loop.batches && ring_count(&e->submit_ring) == 0)
+        int stopping = engine_stopping(e);
+        run_lane_once(lane, stopping);
+        if (stopping && !lane->shares && ring_count(&e->submit_ring) == 0) {
+            atomic_store(&e->router_done, 1);
             break;
+        }
         /* The loop wakes at least once a second: results that lay unused
          * in the buffer cache for a while go back to the system. */
         aligned_buf_cache_trim();
-        http_wait_and_drive(&e->http, poll_timeout_ms(&loop, monotonic_ns()));
+        http_wait_and_drive(&lane->http, poll_timeout_ms(lane, monotonic_ns()));
     }
     return NULL;
 }
@@ -407,7 +504,8 @@ s3dl_status s3dl_engine_new(s3dl_engine **out)
     s3dl_engine *e = calloc(1, sizeof(*e));
     if (!e)
         return S3DL_E_NOMEM;
-    e->options.io_threads = default_io_threads();
+    e->options.io_threads = default_threads();
+    e->options.http_threads = default_threads();
     e->options.submit_capacity = 1024;
     e->options.max_in_flight = 256;
     e->options.direct_alignment = 4096;
@@ -445,6 +543,12 @@ s3dl_status s3dl_engine_setopt(s3dl_engine *e, s3dl_engine_option option, int64_
             st = S3DL_E_INVALID_ARGUMENT;
         else
             e->options.io_threads = (int)value;
+        break;
+    case S3DL_ENGINE_HTTP_THREADS:
+        if (value < 1 || value > S3DL_MAX_HTTP_LANES)
+            st = S3DL_E_INVALID_ARGUMENT;
+        else
+            e->options.http_threads = (int)value;
         break;
     case S3DL_ENGINE_SUBMIT_CAPACITY:
         if (value < 1 || value > (1 << 20))
@@ -487,9 +591,52 @@ s3dl_status s3dl_engine_setopt(s3dl_engine *e, s3dl_engine_option option, int64_
 static void stop_threads(s3dl_engine *e)
 {
     ring_close(&e->submit_ring);
-    engine_wake(e);
+    engine_wake_all(e);
     pthread_join(e->thread, NULL);
+    engine_wake_all(e); /* the router is done: lanes may now exit */
+    for (int i = 1; i < e->options.http_threads; i++)
+        if (e->lanes[i].thread_started)
+            pthread_join(e->lanes[i].thread, NULL);
     file_pool_stop(&e->pool);
+}
+
+static void free_lanes(s3dl_engine *e)
+{
+    if (!e->lanes)
+        return;
+    for (int i = 0; i < e->options.http_threads; i++) {
+        http_engine_cleanup(&e->lanes[i].http);
+        pthread_mutex_destroy(&e->lanes[i].inbox_mutex);
+    }
+    free(e->lanes);
+    e->lanes = NULL;
+}
+
+/* Sets up the HTTP lanes (threads not started).  The engine-wide in-flight
+ * cap is split between them. */
+static int init_lanes(s3dl_engine *e)
+{
+    int n = e->options.http_threads;
+    e->lanes = calloc((size_t)n, sizeof(*e->lanes));
+    if (!e->lanes)
+        return -1;
+    long per_lane = (long)((e->options.max_in_flight + (size_t)n - 1) / (size_t)n);
+    uint64_t seed = (uint64_t)monotonic_ns() ^ ((uint64_t)getpid() << 32);
+    for (int i = 0; i < n; i++) {
+        struct http_lane *lane = &e->lanes[i];
+        lane->engine = e;
+        lane->index = i;
+        pthread_mutex_init(&lane->inbox_mutex, NULL);
+        lane->random_state = (seed + (uint64_t)i * 0x9E3779B97F4A7C15ull) | 1;
+        if (http_engine_init(&lane->http, per_lane, &e->counters) != 0) {
+            e->options.http_threads = i + 1; /* what free_lanes must undo */
+            free_lanes(e);
+            e->options.http_threads = n;
+            return -1;
+        }
+        lane->http.pool = &e->pool;
+    }
+    return 0;
 }
 
 /* Caller holds lifecycle_mutex. */
@@ -497,7 +644,7 @@ static s3dl_status start_locked(s3dl_engine *e)
 {
     if (ring_init(&e->submit_ring, e->options.submit_capacity) != 0)
         return S3DL_E_NOMEM;
-    if (http_engine_init(&e->http, (long)e->options.max_in_flight, &e->counters) != 0)
+    if (init_lanes(e) != 0)
         goto fail_ring;
     struct file_pool_config config = {
         .threads = e->options.io_threads,
@@ -507,20 +654,36 @@ static s3dl_status start_locked(s3dl_engine *e)
         .part_size = e->options.part_size,
     };
     if (file_pool_start(&e->pool, &config, &e->counters, on_batch_done, e) != 0)
-        goto fail_fd;
-    e->http.pool = &e->pool;
+        goto fail_lanes;
     e->stopping = 0;
-    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
-        file_pool_stop(&e->pool);
-        goto fail_fd;
+    atomic_store(&e->stop_flag, 0);
+    atomic_store(&e->router_done, 0);
+    for (int i = 1; i < e->options.http_threads; i++) {
+        struct http_lane *lane = &e->lanes[i];
+        lane->thread_started = pthread_create(&lane->thread, NULL, lane_main, lane) == 0;
+        if (!lane->thread_started)
+            goto fail_threads;
     }
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
+        goto fail_threads;
     e->started = 1;
     atomic_fetch_add(&e->engine_starts, 1);
-    S3DL_LOG(S3DL_LOG_DEBUG, "engine started: %d io threads, pid %d", e->pool.thread_count,
-             (int)e->owner_pid);
+    S3DL_LOG(S3DL_LOG_DEBUG, "engine started: %d io threads, %d http lanes, pid %d",
+             e->pool.thread_count, e->options.http_threads, (int)e->owner_pid);
     return S3DL_OK;
-fail_fd:
-    http_engine_cleanup(&e->http);
+fail_threads:
+    atomic_store(&e->stop_flag, 1); /* lanes with no shares exit at once */
+    atomic_store(&e->router_done, 1);
+    for (int i = 1; i < e->options.http_threads; i++) {
+        if (e->lanes[i].thread_started) {
+            http_wake(&e->lanes[i].http);
+            pthread_join(e->lanes[i].thread, NULL);
+        }
+    }
+    atomic_store(&e->stop_flag, 0);
+    file_pool_stop(&e->pool);
+fail_lanes:
+    free_lanes(e);
 fail_ring:
     ring_destroy(&e->submit_ring);
     return S3DL_E_NOMEM;
@@ -539,7 +702,7 @@ s3dl_status engine_ensure_running(s3dl_engine *e)
             /* The parent's multi handle shares its sockets with the parent:
              * cleaning it up here could close or write to the parent's
              * connections, so it is leaked instead. */
-            memset(&e->http, 0, sizeof(e->http));
+            e->lanes = NULL;
             e->submit_ring.slots = NULL; /* the parent's copy; not ours to free */
             e->started = 0;
         }
@@ -567,11 +730,12 @@ void s3dl_engine_free(s3dl_engine *e)
     pthread_mutex_lock(&e->lifecycle_mutex);
     int running = e->started && e->owner_pid == getpid();
     e->stopping = 1;
+    atomic_store(&e->stop_flag, 1);
     pthread_mutex_unlock(&e->lifecycle_mutex);
     if (running) {
         stop_threads(e);
         ring_destroy(&e->submit_ring);
-        http_engine_cleanup(&e->http);
+        free_lanes(e);
     }
     close(e->notify_fd);
     pthread_mutex_destroy(&e->lifecycle_mutex);

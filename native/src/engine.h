@@ -1,8 +1,9 @@
 /* Private: the engine.  One per process in normal use: an engine thread that
  * takes batches from the bounded submission ring and routes them (local
- * items to the file pool now; HTTP items to libcurl multi on this thread
- * later), and the completion side: batch condition variables for blocking
- * waiters and a tag queue + eventfd for event loops. */
+ * items to the file pool; HTTP items to the HTTP lanes, each a thread with
+ * its own libcurl multi handle -- the engine thread is lane 0), and the
+ * completion side: batch condition variables for blocking waiters and a tag
+ * queue + eventfd for event loops. */
 #ifndef S3DL_ENGINE_H
 #define S3DL_ENGINE_H
 
@@ -18,6 +19,7 @@
 
 struct engine_options {
     int io_threads;
+    int http_threads;
     size_t submit_capacity;
     size_t max_in_flight;
     size_t direct_alignment;
@@ -25,10 +27,30 @@ struct engine_options {
     size_t part_size;
 };
 
+/* An HTTP lane: a libcurl multi handle and the thread that drives it.  Lane
+ * 0 runs on the engine thread; the others have their own.  Shares of
+ * batches arrive through the inbox (from the engine thread); everything
+ * else is touched only by the lane's thread (http_wake aside). */
+struct http_lane {
+    struct s3dl_engine *engine;
+    int index;
+    struct http_engine http;
+    pthread_t thread;                /* lanes 1..n-1 */
+    int thread_started;
+    pthread_mutex_t inbox_mutex;
+    struct batch_share *inbox;       /* handed over, not yet taken */
+    struct batch_share *shares;      /* active, oldest first */
+    struct s3dl_item *waiting;       /* items waiting for a retry */
+    size_t in_flight;                /* this lane's, waiting retries included */
+    uint64_t random_state;
+};
+
 struct s3dl_engine {
     pthread_mutex_t lifecycle_mutex; /* start, stop, rebuild after fork */
     int started;
     int stopping;
+    atomic_int stop_flag;            /* stopping, for the lanes' lock-free reads */
+    atomic_int router_done;          /* the engine thread routes no more batches */
     pid_t owner_pid;                 /* process whose threads and fds these are */
     struct engine_options options;
     struct file_pool_counters counters;
@@ -38,8 +60,8 @@ struct s3dl_engine {
     int notify_fd;                   /* eventfd: completed notify-batches */
     pthread_t thread;
     struct file_pool pool;
-    struct http_engine http;         /* libcurl multi; engine thread only,
-                                      * except http_wake() */
+    struct http_lane *lanes;         /* options.http_threads of them */
+    _Atomic unsigned next_lane;      /* round-robin for one-lane batches */
 
     pthread_mutex_t tags_mutex;      /* completed notify tags */
     uint64_t *tags;

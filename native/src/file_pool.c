@@ -238,6 +238,7 @@ ssize_t file_pool_parallel_read(struct file_pool *pool, int fd, uint8_t *dst, si
 static void *worker_main(void *arg)
 {
     struct file_pool *pool = arg;
+    pthread_setname_np(pthread_self(), "s3dl-io"); /* for top -H and debuggers */
     struct file_io_context ctx = {
         .alignment = pool->config.direct_alignment,
         .bytes_read = &pool->counters->bytes_read,

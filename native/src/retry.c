@@ -122,17 +122,23 @@ int64_t retry_delay_ms(enum retry_class cls, int attempt, int64_t retry_after_ms
     return delay < retry_after_ms ? retry_after_ms : delay;
 }
 
-int retry_budget_take(int *tokens, const struct attempt_outcome *o)
+int retry_budget_take(_Atomic int *tokens, const struct attempt_outcome *o)
 {
     int cost = o->curl_code == CURLE_OPERATION_TIMEDOUT ? COST_TIMEOUT : COST_RETRY;
-    if (*tokens < cost)
-        return 0;
-    *tokens -= cost;
+    int have = atomic_load_explicit(tokens, memory_order_relaxed);
+    do {
+        if (have < cost)
+            return 0;
+    } while (!atomic_compare_exchange_weak_explicit(tokens, &have, have - cost,
+                                                    memory_order_relaxed, memory_order_relaxed));
     return 1;
 }
 
-void retry_budget_refund(int *tokens)
+void retry_budget_refund(_Atomic int *tokens)
 {
-    if (*tokens < BUDGET_MAX)
-        (*tokens)++;
+    int have = atomic_load_explicit(tokens, memory_order_relaxed);
+    while (have < BUDGET_MAX &&
+           !atomic_compare_exchange_weak_explicit(tokens, &have, have + 1, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
 }

@@ -4,6 +4,7 @@
 #ifndef S3DL_RETRY_H
 #define S3DL_RETRY_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "s3dlio.h"
@@ -37,7 +38,7 @@ int64_t retry_delay_ms(enum retry_class cls, int attempt, int64_t retry_after_ms
 /* Retry budget (botocore's quota): a retry costs 5 tokens (10 after a
  * timeout); a success refunds 1.  Returns 1 and takes the tokens, or 0 when
  * the budget is spent (then the error is reported at once). */
-int retry_budget_take(int *tokens, const struct attempt_outcome *outcome);
-void retry_budget_refund(int *tokens);
+int retry_budget_take(_Atomic int *tokens, const struct attempt_outcome *outcome);
+void retry_budget_refund(_Atomic int *tokens);
 
 #endif
