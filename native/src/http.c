@@ -36,6 +36,10 @@
  * each transfer got a fresh mapping and faulted it in (about 7 us of CPU
  * per 16 KiB GET, 20-45 page faults per 1 MiB GET). */
 #define RECEIVE_BUFFER_BYTES (120L * 1024)
+/* PUT bodies go through libcurl's upload buffer; at 120 KiB (not the 64 KiB
+ * default, not past the mmap threshold) 1 MiB PUTs took 0.51-0.54 client
+ * CPU-s/GB against 0.51-0.72. */
+#define UPLOAD_BUFFER_BYTES (120L * 1024)
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct http_transfer {
@@ -222,6 +226,7 @@ static void set_client_options(CURL *e, const struct s3dl_client *client)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_BYTES);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER_BYTES);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
