@@ -1,8 +1,9 @@
-"""HTTP lanes: the engine deals a batch's items over several threads, each
-with its own libcurl multi handle (S3DL_ENGINE_HTTP_THREADS, env
-S3DLIO_HTTP_THREADS).  The lane count is fixed when a process creates its
-engine, so each case runs in a child process against the session's moto
-server."""
+"""HTTP lanes and their sockets: the engine deals a batch's items over
+several threads, each with its own libcurl multi handle
+(S3DL_ENGINE_HTTP_THREADS, env S3DLIO_HTTP_THREADS), whose connections get a
+fixed receive buffer (S3DL_ENGINE_SOCKET_RCVBUF, env S3DLIO_SOCKET_RCVBUF).
+Both are fixed when a process creates its engine, so each case runs in a
+child process."""
 from __future__ import annotations
 
 import json
@@ -67,14 +68,95 @@ def test_batches_over_any_number_of_lanes_round_trip(moto_s3, lanes):
     assert seen == {k: True for k in seen} and len(seen) == 12, seen
 
 
-@pytest.mark.parametrize("lanes", ["0", "9", "two"])
-def test_bad_lane_count_is_a_clear_error(moto_s3, lanes):
+@pytest.mark.parametrize("name,value", [("S3DLIO_HTTP_THREADS", "0"), ("S3DLIO_HTTP_THREADS", "9"),
+                                        ("S3DLIO_HTTP_THREADS", "two"),
+                                        ("S3DLIO_SOCKET_RCVBUF", "-2")])
+def test_bad_engine_setting_is_a_clear_error(moto_s3, name, value):
     script = ("import s3dlio\n"
               "try:\n    s3dlio.get('s3://nowhere/x')\n"
               "except ValueError as e:\n    print('ValueError', e)\n"
               "except s3dlio.S3dlioError as e:\n    print('S3dlioError', e)\n")
-    env = dict(os.environ, S3DLIO_HTTP_THREADS=lanes)
+    env = dict(os.environ, **{name: value})
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "S3DLIO_HTTP_THREADS" in done.stdout, done.stdout
+    assert name in done.stdout, done.stdout
+
+
+# The child serves one object from a keep-alive HTTP/1.1 server of its own,
+# reads it, and reports SO_RCVBUF of its client connections (kept open in
+# libcurl's connection cache).
+_RCVBUF_CHILD = textwrap.dedent(r"""
+    import json, os, socket, sys, threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ.update(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="AKIDTEST",
+                      AWS_SECRET_ACCESS_KEY="not-a-secret", AWS_REGION="us-east-1")
+    import s3dlio
+    assert bytes(s3dlio.get("s3://bucket/object")) == b"x" * 1000
+    sizes = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(int(fd)))
+        except OSError:
+            continue
+        try:
+            if (s.family == socket.AF_INET and s.type == socket.SOCK_STREAM
+                    and s.getpeername()[1] == port):
+                sizes.append(s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        except OSError:
+            pass
+        finally:
+            s.close()
+    server.shutdown()
+    print(json.dumps(sizes))
+""")
+
+
+def _rcvbufs(setting):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3DLIO_"))}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    if setting is not None:
+        env["S3DLIO_SOCKET_RCVBUF"] = setting
+    done = subprocess.run([sys.executable, "-c", _RCVBUF_CHILD], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sizes = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sizes, "no connection to the server found"
+    return set(sizes)
+
+
+def test_socket_receive_buffer_is_applied():
+    # Linux reports twice the value given (it adds its bookkeeping).
+    assert _rcvbufs("98304") == {2 * 98304}
+
+
+def test_socket_receive_buffer_default_respects_rmem_max():
+    with open("/proc/sys/net/core/rmem_max") as f:
+        rmem_max = int(f.read())
+    sizes = _rcvbufs(None)
+    if rmem_max >= 1 << 20:
+        assert sizes == {2 * min(rmem_max, 4 << 20)}
+    else:  # left to autotuning, which starts from net.ipv4.tcp_rmem's default
+        with open("/proc/sys/net/ipv4/tcp_rmem") as f:
+            assert sizes == {int(f.read().split()[1])}
+
+
+def test_socket_receive_buffer_zero_leaves_autotuning():
+    with open("/proc/sys/net/ipv4/tcp_rmem") as f:
+        assert _rcvbufs("0") == {int(f.read().split()[1])}

@@ -107,8 +107,12 @@ typedef enum s3dl_engine_option {
     S3DL_ENGINE_DIRECT_ALIGNMENT = 4,   /* O_DIRECT alignment in bytes; default 4096 */
     S3DL_ENGINE_SPLIT_THRESHOLD = 5,    /* buffered reads this long are split; default 32 MiB */
     S3DL_ENGINE_PART_SIZE = 6,          /* part size of split reads; default 8 MiB */
-    S3DL_ENGINE_HTTP_THREADS = 7        /* HTTP lanes (threads with a libcurl multi
+    S3DL_ENGINE_HTTP_THREADS = 7,       /* HTTP lanes (threads with a libcurl multi
                                          * handle each); default min(4, cpus), 1-8 */
+    S3DL_ENGINE_SOCKET_RCVBUF = 8       /* SO_RCVBUF of HTTP connections in bytes; 0 =
+                                         * kernel autotuning; default -1 = 4 MiB, or
+                                         * net.core.rmem_max if that is 1-4 MiB, else
+                                         * autotuning */
 } s3dl_engine_option;
 
 /* Creates an engine.  On success *out is caller-owned; release it with

@@ -506,6 +506,7 @@ s3dl_status s3dl_engine_new(s3dl_engine **out)
         return S3DL_E_NOMEM;
     e->options.io_threads = default_threads();
     e->options.http_threads = default_threads();
+    e->options.socket_rcvbuf = -1;
     e->options.submit_capacity = 1024;
     e->options.max_in_flight = 256;
     e->options.direct_alignment = 4096;
@@ -549,6 +550,12 @@ s3dl_status s3dl_engine_setopt(s3dl_engine *e, s3dl_engine_option option, int64_
             st = S3DL_E_INVALID_ARGUMENT;
         else
             e->options.http_threads = (int)value;
+        break;
+    case S3DL_ENGINE_SOCKET_RCVBUF:
+        if (value < -1 || value > (1 << 30))
+            st = S3DL_E_INVALID_ARGUMENT;
+        else
+            e->options.socket_rcvbuf = (int)value;
         break;
     case S3DL_ENGINE_SUBMIT_CAPACITY:
         if (value < 1 || value > (1 << 20))
@@ -612,6 +619,26 @@ static void free_lanes(s3dl_engine *e)
     e->lanes = NULL;
 }
 
+/* The default SO_RCVBUF: 4 MiB where the system allows it.  A request above
+ * net.core.rmem_max is silently clamped to it, and a fixed buffer turns
+ * autotuning off, so where rmem_max is below 1 MiB (the stock Linux value
+ * is 208 KiB) a fixed buffer would be smaller than autotuning reaches: leave
+ * it to the kernel there. */
+static int socket_rcvbuf_auto(void)
+{
+    const int wanted = 4 << 20, least = 1 << 20;
+    long max = 0;
+    FILE *f = fopen("/proc/sys/net/core/rmem_max", "re");
+    if (f) {
+        if (fscanf(f, "%ld", &max) != 1)
+            max = 0;
+        fclose(f);
+    }
+    if (max >= wanted)
+        return wanted;
+    return max >= least ? (int)max : 0;
+}
+
 /* Sets up the HTTP lanes (threads not started).  The engine-wide in-flight
  * cap is split between them. */
 static int init_lanes(s3dl_engine *e)
@@ -621,6 +648,7 @@ static int init_lanes(s3dl_engine *e)
     if (!e->lanes)
         return -1;
     long per_lane = (long)((e->options.max_in_flight + (size_t)n - 1) / (size_t)n);
+    int rcvbuf = e->options.socket_rcvbuf >= 0 ? e->options.socket_rcvbuf : socket_rcvbuf_auto();
     uint64_t seed = (uint64_t)monotonic_ns() ^ ((uint64_t)getpid() << 32);
     for (int i = 0; i < n; i++) {
         struct http_lane *lane = &e->lanes[i];
@@ -635,6 +663,7 @@ static int init_lanes(s3dl_engine *e)
             return -1;
         }
         lane->http.pool = &e->pool;
+        lane->http.socket_rcvbuf = rcvbuf;
     }
     return 0;
 }

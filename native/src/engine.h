@@ -20,6 +20,7 @@
 struct engine_options {
     int io_threads;
     int http_threads;
+    int socket_rcvbuf;               /* -1: choose at start (socket_rcvbuf_auto) */
     size_t submit_capacity;
     size_t max_in_flight;
     size_t direct_alignment;

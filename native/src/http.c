@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,13 +217,33 @@ void http_wait_and_drive(struct http_engine *http, int timeout_ms)
 static size_t on_header(char *line, size_t size, size_t count, void *userdata);
 static size_t on_body(char *data, size_t size, size_t count, void *userdata);
 
+/* A fixed socket receive buffer, set before connect so the window scale
+ * covers it.  Linux autotuning grows the buffer from 128 KiB per round trip
+ * of reading, which on a short path with many connections rarely happens:
+ * the window stayed small, the server sent each 1 MiB body in slivers and
+ * woke this side for every one.  With 4 MiB, 512 x 1 MiB GETs from loopback
+ * nginx went from 2.4-2.6 to 3.2-3.5 GB/s, and nginx's CPU per GB fell from
+ * 0.22-0.32 to 0.09-0.10 s.  Failure is harmless: the kernel default stays. */
+static int on_sockopt(void *userp, curl_socket_t fd, curlsocktype purpose)
+{
+    const struct http_engine *http = userp;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &http->socket_rcvbuf, sizeof(http->socket_rcvbuf));
+    return CURL_SOCKOPT_OK;
+}
+
 /* Options that never change, and those a client fixes.  They stay set on
  * a reused handle, so a transfer for the same client as the handle's last
  * one sets only its own options: curl_easy_reset and two dozen setopts
  * per request (strdups of the CA path among them) showed in profiles of
  * small GETs. */
-static void set_client_options(CURL *e, const struct s3dl_client *client)
+static void set_client_options(struct http_engine *http, CURL *e,
+                               const struct s3dl_client *client)
 {
+    if (http->socket_rcvbuf > 0) {
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, http);
+    }
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_BYTES);
@@ -262,7 +283,7 @@ static CURL *take_easy(struct http_engine *http, const struct s3dl_client *clien
         if (!e)
             return NULL;
     }
-    set_client_options(e, client);
+    set_client_options(http, e, client);
     return e;
 }
 

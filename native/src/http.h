@@ -31,6 +31,7 @@ struct http_engine {
     size_t idle_count;
     size_t idle_capacity;
     struct file_pool_counters *counters;
+    int socket_rcvbuf;       /* SO_RCVBUF for new connections; 0: the kernel's autotuning */
 };
 
 /* Returns 0, or -1 if libcurl cannot be set up. */
