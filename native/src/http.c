@@ -646,7 +646,8 @@ static s3dl_status build_headers(struct http_transfer *t, struct s3dl_client *cl
     if (item->op == S3DL_OP_GET && !(item->flags & S3DL_F_RANGE) &&
         client->checksum == S3DL_CHECKSUM_CRC32C && client->dialect == S3DL_DIALECT_S3)
         h = append(h, "x-amz-checksum-mode: ENABLED", &failed);
-    h = append(h, "Expect:", &failed); /* no 100-continue round trip */
+    if (has_body)
+        h = append(h, "Expect:", &failed); /* no 100-continue round trip */
     if (failed) {
         curl_slist_free_all(h);
         return S3DL_E_NOMEM;
