@@ -116,13 +116,28 @@ _ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", 
              "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_DISABLED")
 
 
+# os.environ keeps the process environment in a dict of encoded names and
+# values, which every os.environ change updates; reading it directly skips
+# the per-lookup encode/decode that made the snapshot most of a small get().
+_RAW_ENVIRON = getattr(os.environ, "_data", None)
+_ENCODE_KEY = getattr(os.environ, "encodekey", None)
+_RAW_ENV_KEYS = (tuple(_ENCODE_KEY(k) for k in _ENV_KEYS)
+                 if isinstance(_RAW_ENVIRON, dict) and _ENCODE_KEY is not None else None)
+
+
+def _env_snapshot() -> tuple:
+    if _RAW_ENV_KEYS is not None:
+        return tuple(map(_RAW_ENVIRON.get, _RAW_ENV_KEYS))  # type: ignore[union-attr]
+    return tuple(os.environ.get(k) for k in _ENV_KEYS)
+
+
 def current() -> S3Client:
     """The client for the current environment: reused while the relevant
     variables are unchanged, rebuilt (and re-read) when they change or its
     temporary credentials are within five minutes of expiring."""
     global _cached
     from .aws_credentials import expiring_soon
-    snapshot = tuple(os.environ.get(k) for k in _ENV_KEYS)
+    snapshot = _env_snapshot()
     with _lock:
         stale = _cached is not None and _cached[2].settings.credentials is not None and \
             expiring_soon(_cached[2].settings.credentials.expiration)

@@ -62,7 +62,7 @@ struct s3dl_engine {
     pthread_t thread;
     struct file_pool pool;
     struct http_lane *lanes;         /* options.http_threads of them */
-    _Atomic unsigned next_lane;      /* round-robin for one-lane batches */
+    _Atomic unsigned next_lane;      /* round-robin for one-lane batches that spill past lane 0 */
 
     pthread_mutex_t tags_mutex;      /* completed notify tags */
     uint64_t *tags;
