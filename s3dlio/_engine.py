@@ -85,6 +85,7 @@ def counters() -> dict[str, int]:
         "bytes_written": lib.S3DL_COUNTER_BYTES_WRITTEN,
         "direct_io_fallbacks": lib.S3DL_COUNTER_DIRECT_FALLBACKS,
         "engine_starts": lib.S3DL_COUNTER_ENGINE_STARTS,
+        "buffer_cache_bytes": lib.S3DL_COUNTER_BUFFER_CACHE_BYTES,
     }
     return {name: int(lib.s3dl_engine_counter(e, c)) for name, c in names.items()}
 

@@ -843,5 +843,6 @@ def presign(uri: str, method: str = "GET", expires: int = 3600) -> str:
 def stats() -> dict[str, int]:
     """Process-wide engine counters: items completed, bytes read and written,
     ``direct_io_fallbacks`` (O_DIRECT refused by the filesystem, buffered I/O
-    used instead) and ``engine_starts`` (1 + rebuilds after fork)."""
+    used instead), ``engine_starts`` (1 + rebuilds after fork) and
+    ``buffer_cache_bytes`` (freed result buffers kept for reuse now)."""
     return _engine.counters()

@@ -160,3 +160,118 @@ def test_socket_receive_buffer_default_respects_rmem_max():
 def test_socket_receive_buffer_zero_leaves_autotuning():
     with open("/proc/sys/net/ipv4/tcp_rmem") as f:
         assert _rcvbufs("0") == {int(f.read().split()[1])}
+
+
+# The child serves slow objects (each request held 0.3 s) from a keep-alive
+# server of its own that records how many requests it held at once, and runs
+# one scenario of concurrent calls against it.
+_CONCURRENCY_CHILD = textwrap.dedent(r"""
+    import json, os, sys, threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()
+    now = [0]
+    most = [0]
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def do_GET(self):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.3)
+            with lock:
+                now[0] -= 1
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"y" * 100)
+        def log_message(self, *args):
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # 16 connects at once must not overflow the backlog
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ.update(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="AKIDTEST",
+                      AWS_SECRET_ACCESS_KEY="not-a-secret", AWS_REGION="us-east-1")
+    import s3dlio
+    scenario, threads, per_call = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    def call(t):
+        uris = [f"s3://bucket/t{t}-{i}" for i in range(per_call)]
+        if scenario == "single":
+            assert bytes(s3dlio.get(uris[0])) == b"y" * 100
+        else:
+            got = s3dlio.get_many(uris, max_in_flight=per_call)
+            assert all(bytes(v) == b"y" * 100 for _, v in got)
+    s3dlio.get("s3://bucket/warm-up")  # the engine and its lanes are running
+    workers = [threading.Thread(target=call, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    server.shutdown()
+    print(json.dumps({"most": most[0]}))
+""")
+
+
+def _most_at_once(env_extra: dict, scenario: str, threads: int, per_call: int) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3DLIO_"))}
+    env.update(AWS_EC2_METADATA_DISABLED="true", **env_extra)
+    done = subprocess.run([sys.executable, "-c", _CONCURRENCY_CHILD, scenario, str(threads),
+                           str(per_call)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])["most"]
+
+
+def test_engine_wide_cap_holds_with_more_lanes_than_it():
+    # 4 lanes asked for, but the engine may have only 2 requests in flight.
+    most = _most_at_once({"S3DLIO_HTTP_THREADS": "4", "S3DLIO_MAX_IN_FLIGHT": "2"},
+                         "many", threads=2, per_call=8)
+    assert most == 2
+
+
+def test_concurrent_single_gets_spread_past_lane_0():
+    # 8 lanes' worth of cap (2 each on 4 lanes): 8 concurrent get() calls
+    # must all run at once, not queue behind lane 0's share of the cap.
+    most = _most_at_once({"S3DLIO_HTTP_THREADS": "4", "S3DLIO_MAX_IN_FLIGHT": "8"},
+                         "single", threads=8, per_call=1)
+    assert most == 8
+
+
+def test_small_batches_spread_over_every_lane():
+    # Batches of 2 on 4 lanes (cap 4 each): always starting at lane 0 would
+    # leave lanes 2 and 3 idle and hold 8 at once; spread, all 16 run.
+    most = _most_at_once({"S3DLIO_HTTP_THREADS": "4", "S3DLIO_MAX_IN_FLIGHT": "16"},
+                         "many", threads=8, per_call=2)
+    assert most == 16
+
+
+_CACHE_CHILD = textwrap.dedent(r"""
+    import json, os, sys
+    import s3dlio
+    root = sys.argv[1]
+    uris = [f"file://{root}/o{i}" for i in range(20)]
+    s3dlio.put_many([(u, os.urandom(1 << 20)) for u in uris])
+    before = s3dlio.stats()["buffer_cache_bytes"]
+    views = s3dlio.get_many(uris)
+    assert all(len(v) == 1 << 20 for _, v in views)
+    del views
+    print(json.dumps({"before": before, "after": s3dlio.stats()["buffer_cache_bytes"]}))
+""")
+
+
+@pytest.mark.parametrize("setting,low,high", [(None, 20 << 20, 2 << 30), ("0", 0, 0),
+                                              ("4194304", 1, 4 << 20)])
+def test_buffer_cache_keeps_freed_results_within_its_bound(tmp_path, setting, low, high):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S3DLIO_")}
+    if setting is not None:
+        env["S3DLIO_BUFFER_CACHE_MAX"] = setting
+    done = subprocess.run([sys.executable, "-c", _CACHE_CHILD, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert low <= seen["after"] <= high, seen

@@ -147,7 +147,9 @@ typedef enum s3dl_counter {
     S3DL_COUNTER_BYTES_READ = 2,
     S3DL_COUNTER_BYTES_WRITTEN = 3,
     S3DL_COUNTER_DIRECT_FALLBACKS = 4,  /* O_DIRECT refused, buffered I/O used */
-    S3DL_COUNTER_ENGINE_STARTS = 5      /* 1, plus one per rebuild after fork */
+    S3DL_COUNTER_ENGINE_STARTS = 5,     /* 1, plus one per rebuild after fork */
+    S3DL_COUNTER_BUFFER_CACHE_BYTES = 6 /* freed result buffers kept for reuse, now
+                                         * (process-wide, not per engine) */
 } s3dl_counter;
 
 /* Reads a counter; unknown counters read 0. */

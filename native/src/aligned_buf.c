@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -91,7 +92,7 @@ static struct {
     pthread_mutex_t lock;
     struct cached_buf *head[CACHE_CLASSES]; /* newest first */
     size_t bytes;
-    size_t limit;                           /* 0 until first use */
+    size_t limit;                           /* set at first use; 0: cache off */
     int64_t last_trim_ns;
 } cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -101,15 +102,43 @@ static void cache_lock(void) { pthread_mutex_lock(&cache.lock); }
 static void cache_unlock(void) { pthread_mutex_unlock(&cache.lock); }
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
+/* The memory this process may use: physical memory, or its cgroup's limit
+ * when that is lower (a container on a large host). */
+static size_t usable_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t memory = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+    static const char *const limits[] = {"/sys/fs/cgroup/memory.max",
+                                         "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        FILE *f = fopen(limits[i], "re");
+        if (!f)
+            continue;
+        unsigned long long limit = 0;
+        int got = fscanf(f, "%llu", &limit); /* "max" (no limit) does not parse */
+        fclose(f);
+        if (got == 1 && limit > 0 && (memory == 0 || limit < memory))
+            memory = (size_t)limit;
+        break;
+    }
+    return memory;
+}
+
 static void cache_setup(void)
 {
     pthread_atfork(cache_lock, cache_unlock, cache_unlock);
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    size_t limit = CACHE_FLOOR_BYTES;
-    if (pages > 0 && page > 0) {
-        size_t share = (size_t)pages / 16 * (size_t)page;
-        limit = share < CACHE_FLOOR_BYTES ? CACHE_FLOOR_BYTES : share;
+    /* S3DLIO_BUFFER_CACHE_MAX (bytes; 0 turns the cache off) overrides
+     * the default: 1/16 of usable memory, at least 32 MiB, at most 1 GiB.
+     * It is per process: DataLoader workers each have their own. */
+    const char *env = getenv("S3DLIO_BUFFER_CACHE_MAX");
+    char *end = NULL;
+    unsigned long long wanted = env && *env ? strtoull(env, &end, 10) : 0;
+    if (env && *env && end && *end == '\0') {
+        cache.limit = wanted > CACHE_CEILING_BYTES * 64 ? CACHE_CEILING_BYTES * 64 : (size_t)wanted;
+        return;
     }
+    size_t share = usable_memory() / 16;
+    size_t limit = share < CACHE_FLOOR_BYTES ? CACHE_FLOOR_BYTES : share;
     cache.limit = limit > CACHE_CEILING_BYTES ? CACHE_CEILING_BYTES : limit;
 }
 

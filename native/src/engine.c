@@ -1,8 +1,8 @@
 /* The engine: an engine thread that takes batches from the submission ring
  * and routes them -- local ones to the file pool (file_pool.c), HTTP ones to
- * libcurl multi driven right here (http.c), each within its batch's
- * max_in_flight -- and the completion side (condition variables, notify
- * tags and the eventfd).  See s3dlio.h for the contract and
+ * the HTTP lanes (libcurl multi handles, http.c; the engine thread drives
+ * lane 0 itself), each within its batch's max_in_flight -- and the
+ * completion side (condition variables, notify tags and the eventfd).  See s3dlio.h for the contract and
  * docs/architecture.md for the design. */
 #define _GNU_SOURCE
 #include "engine.h"
@@ -100,7 +100,7 @@ static void engine_wake(s3dl_engine *engine) { http_wake(&engine->lanes[0].http)
 /* Cancels and stop: every lane checks its shares. */
 static void engine_wake_all(s3dl_engine *engine)
 {
-    for (int i = 0; i < engine->options.http_threads; i++)
+    for (int i = 0; i < engine->lane_count; i++)
         http_wake(&engine->lanes[i].http);
 }
 
@@ -240,6 +240,7 @@ static void stop_share(struct http_lane *lane, struct batch_share *sh, s3dl_stat
         struct s3dl_item *item = &b->items[sh->next];
         item_fail(item, why, 0, "%s before it started", s3dl_strerror(why));
         sh->completed++;
+        lane->unstarted--;
     }
 }
 
@@ -253,9 +254,7 @@ static void start_item(struct http_lane *lane, struct s3dl_item *item)
 
 static void schedule_http(struct http_lane *lane, int64_t now, int stopping)
 {
-    s3dl_engine *e = lane->engine;
-    size_t lanes = (size_t)e->options.http_threads;
-    size_t lane_cap = (e->options.max_in_flight + lanes - 1) / lanes;
+    size_t lane_cap = lane->cap;
     /* Retries whose time has come go first: they are oldest. */
     for (struct s3dl_item **link = &lane->waiting; *link;) {
         struct s3dl_item *item = *link;
@@ -281,6 +280,7 @@ static void schedule_http(struct http_lane *lane, int64_t now, int stopping)
             item->share = sh;
             sh->in_flight++;
             lane->in_flight++;
+            lane->unstarted--;
             start_item(lane, item);
         }
     }
@@ -351,12 +351,15 @@ static int poll_timeout_ms(struct http_lane *lane, int64_t now)
     return ms > 1000 ? 1000 : (int)ms;
 }
 
-static void append_share(struct batch_share **list, struct batch_share *sh)
+/* Appends to the lane's active shares (oldest first, as on the file pool). */
+static void append_share(struct http_lane *lane, struct batch_share **list,
+                         struct batch_share *sh)
 {
     sh->next_active = NULL;
     while (*list)
         list = &(*list)->next_active;
-    *list = sh; /* oldest first, as on the file pool */
+    *list = sh;
+    lane->unstarted += sh->count;
 }
 
 /* Moves shares the engine thread handed over into the active list. */
@@ -366,10 +369,17 @@ static void take_inbox(struct http_lane *lane)
     struct batch_share *in = lane->inbox;
     lane->inbox = NULL;
     pthread_mutex_unlock(&lane->inbox_mutex);
-    while (in) {
+    struct batch_share *oldest_first = NULL;
+    while (in) { /* the inbox is newest first */
         struct batch_share *next = in->next_active;
-        append_share(&lane->shares, in);
+        in->next_active = oldest_first;
+        oldest_first = in;
         in = next;
+    }
+    while (oldest_first) {
+        struct batch_share *next = oldest_first->next_active;
+        append_share(lane, &lane->shares, oldest_first);
+        oldest_first = next;
     }
 }
 
@@ -383,22 +393,30 @@ static void take_inbox(struct http_lane *lane)
  * in-flight limit. */
 static void route_http_batch(s3dl_engine *e, struct s3dl_batch *b)
 {
-    size_t lanes = (size_t)e->options.http_threads;
-    size_t first_lane = 0;
-    if (b->count < 2 || b->max_in_flight < 2 || lanes == 1) {
-        /* This thread's own lane while it has little in flight: handing
-         * the item to another lane costs a wake-up and a context switch,
-         * which made a loop of single get() calls 20% slower.  Busier, the
+    size_t all = (size_t)e->lane_count;
+    struct http_lane *lane0 = &e->lanes[0];
+    size_t lanes = all, first_lane = 0;
+    if (b->count < 2 || b->max_in_flight < 2 || all == 1) {
+        /* This thread's own lane while it has little to do: handing the
+         * item to another lane costs a wake-up and a context switch, which
+         * made a loop of single get() calls 20% slower.  Busier (items
+         * routed here but not started count too, so a burst spreads), the
          * other lanes take turns. */
-        if (lanes > 1 && e->lanes[0].in_flight >= LANE0_SINGLE_ITEMS_MAX)
+        size_t room = lane0->cap < LANE0_SINGLE_ITEMS_MAX ? lane0->cap : LANE0_SINGLE_ITEMS_MAX;
+        if (all > 1 && lane0->in_flight + lane0->unstarted >= room)
             first_lane = 1 + atomic_fetch_add_explicit(&e->next_lane, 1, memory_order_relaxed) %
-                                 (lanes - 1);
+                                 (all - 1);
         lanes = 1;
+    } else {
+        if (lanes > b->count)
+            lanes = b->count;
+        if ((int64_t)lanes > b->max_in_flight)
+            lanes = (size_t)b->max_in_flight;
+        /* A batch that uses only some lanes starts at a different one each
+         * time, so small batches spread over all of them. */
+        if (lanes < all)
+            first_lane = atomic_fetch_add_explicit(&e->next_lane, 1, memory_order_relaxed) % all;
     }
-    if (lanes > b->count)
-        lanes = b->count;
-    if ((int64_t)lanes > b->max_in_flight)
-        lanes = (size_t)b->max_in_flight;
     atomic_store(&b->shares_left, (int)lanes);
     for (size_t k = 0; k < lanes; k++) {
         struct batch_share *sh = &b->shares[k];
@@ -409,12 +427,13 @@ static void route_http_batch(s3dl_engine *e, struct s3dl_batch *b)
         sh->count = (b->count - k + lanes - 1) / lanes;
         size_t limit = (size_t)b->max_in_flight;
         sh->max_in_flight = limit / lanes + (k < limit % lanes ? 1 : 0);
-        struct http_lane *lane = &e->lanes[(first_lane + k) % (size_t)e->options.http_threads];
+        struct http_lane *lane = &e->lanes[(first_lane + k) % all];
         if (lane->index == 0) {
-            append_share(&lane->shares, sh); /* this thread's own lane */
+            append_share(lane, &lane->shares, sh); /* this thread's own lane */
         } else {
             pthread_mutex_lock(&lane->inbox_mutex);
-            append_share(&lane->inbox, sh);
+            sh->next_active = lane->inbox;
+            lane->inbox = sh; /* take_inbox restores the order */
             pthread_mutex_unlock(&lane->inbox_mutex);
             http_wake(&lane->http);
         }
@@ -611,7 +630,7 @@ static void stop_threads(s3dl_engine *e)
     engine_wake_all(e);
     pthread_join(e->thread, NULL);
     engine_wake_all(e); /* the router is done: lanes may now exit */
-    for (int i = 1; i < e->options.http_threads; i++)
+    for (int i = 1; i < e->lane_count; i++)
         if (e->lanes[i].thread_started)
             pthread_join(e->lanes[i].thread, NULL);
     file_pool_stop(&e->pool);
@@ -621,12 +640,13 @@ static void free_lanes(s3dl_engine *e)
 {
     if (!e->lanes)
         return;
-    for (int i = 0; i < e->options.http_threads; i++) {
+    for (int i = 0; i < e->lane_count; i++) {
         http_engine_cleanup(&e->lanes[i].http);
         pthread_mutex_destroy(&e->lanes[i].inbox_mutex);
     }
     free(e->lanes);
     e->lanes = NULL;
+    e->lane_count = 0;
 }
 
 /* The default SO_RCVBUF: 4 MiB where the system allows it.  A request above
@@ -649,27 +669,29 @@ static int socket_rcvbuf_auto(void)
     return max >= least ? (int)max : 0;
 }
 
-/* Sets up the HTTP lanes (threads not started).  The engine-wide in-flight
- * cap is split between them. */
+/* Sets up the HTTP lanes (threads not started). */
 static int init_lanes(s3dl_engine *e)
 {
-    int n = e->options.http_threads;
-    e->lanes = calloc((size_t)n, sizeof(*e->lanes));
+    /* No more lanes than the engine-wide cap allows items, which is split
+     * exactly between them. */
+    size_t cap = e->options.max_in_flight;
+    size_t n = (size_t)e->options.http_threads < cap ? (size_t)e->options.http_threads : cap;
+    e->lanes = calloc(n, sizeof(*e->lanes));
     if (!e->lanes)
         return -1;
-    long per_lane = (long)((e->options.max_in_flight + (size_t)n - 1) / (size_t)n);
     int rcvbuf = e->options.socket_rcvbuf >= 0 ? e->options.socket_rcvbuf : socket_rcvbuf_auto();
     uint64_t seed = (uint64_t)monotonic_ns() ^ ((uint64_t)getpid() << 32);
-    for (int i = 0; i < n; i++) {
+    e->lane_count = 0;
+    for (size_t i = 0; i < n; i++) {
         struct http_lane *lane = &e->lanes[i];
         lane->engine = e;
-        lane->index = i;
+        lane->index = (int)i;
+        lane->cap = cap / n + (i < cap % n ? 1 : 0);
         pthread_mutex_init(&lane->inbox_mutex, NULL);
         lane->random_state = (seed + (uint64_t)i * 0x9E3779B97F4A7C15ull) | 1;
-        if (http_engine_init(&lane->http, per_lane, &e->counters) != 0) {
-            e->options.http_threads = i + 1; /* what free_lanes must undo */
+        e->lane_count = (int)i + 1; /* what free_lanes must undo */
+        if (http_engine_init(&lane->http, (long)lane->cap, &e->counters) != 0) {
             free_lanes(e);
-            e->options.http_threads = n;
             return -1;
         }
         lane->http.pool = &e->pool;
@@ -697,7 +719,7 @@ static s3dl_status start_locked(s3dl_engine *e)
     e->stopping = 0;
     atomic_store(&e->stop_flag, 0);
     atomic_store(&e->router_done, 0);
-    for (int i = 1; i < e->options.http_threads; i++) {
+    for (int i = 1; i < e->lane_count; i++) {
         struct http_lane *lane = &e->lanes[i];
         lane->thread_started = pthread_create(&lane->thread, NULL, lane_main, lane) == 0;
         if (!lane->thread_started)
@@ -708,12 +730,12 @@ static s3dl_status start_locked(s3dl_engine *e)
     e->started = 1;
     atomic_fetch_add(&e->engine_starts, 1);
     S3DL_LOG(S3DL_LOG_DEBUG, "engine started: %d io threads, %d http lanes, pid %d",
-             e->pool.thread_count, e->options.http_threads, (int)e->owner_pid);
+             e->pool.thread_count, e->lane_count, (int)e->owner_pid);
     return S3DL_OK;
 fail_threads:
     atomic_store(&e->stop_flag, 1); /* lanes with no shares exit at once */
     atomic_store(&e->router_done, 1);
-    for (int i = 1; i < e->options.http_threads; i++) {
+    for (int i = 1; i < e->lane_count; i++) {
         if (e->lanes[i].thread_started) {
             http_wake(&e->lanes[i].http);
             pthread_join(e->lanes[i].thread, NULL);
@@ -742,6 +764,7 @@ s3dl_status engine_ensure_running(s3dl_engine *e)
              * cleaning it up here could close or write to the parent's
              * connections, so it is leaked instead. */
             e->lanes = NULL;
+            e->lane_count = 0;
             e->submit_ring.slots = NULL; /* the parent's copy; not ours to free */
             e->started = 0;
         }
@@ -820,6 +843,7 @@ uint64_t s3dl_engine_counter(s3dl_engine *e, s3dl_counter counter)
     case S3DL_COUNTER_BYTES_WRITTEN: return atomic_load(&e->counters.bytes_written);
     case S3DL_COUNTER_DIRECT_FALLBACKS: return atomic_load(&e->counters.direct_fallbacks);
     case S3DL_COUNTER_ENGINE_STARTS: return atomic_load(&e->engine_starts);
+    case S3DL_COUNTER_BUFFER_CACHE_BYTES: return aligned_buf_cached_bytes();
     default: return 0;
     }
 }

@@ -43,6 +43,8 @@ struct http_lane {
     struct batch_share *shares;      /* active, oldest first */
     struct s3dl_item *waiting;       /* items waiting for a retry */
     size_t in_flight;                /* this lane's, waiting retries included */
+    size_t unstarted;                /* items of its active shares not started yet */
+    size_t cap;                      /* its part of the engine-wide max_in_flight */
     uint64_t random_state;
 };
 
@@ -61,7 +63,8 @@ struct s3dl_engine {
     int notify_fd;                   /* eventfd: completed notify-batches */
     pthread_t thread;
     struct file_pool pool;
-    struct http_lane *lanes;         /* options.http_threads of them */
+    struct http_lane *lanes;         /* lane_count of them */
+    int lane_count;                  /* min(http_threads, max_in_flight) once started */
     _Atomic unsigned next_lane;      /* round-robin for one-lane batches that spill past lane 0 */
 
     pthread_mutex_t tags_mutex;      /* completed notify tags */
