@@ -83,30 +83,61 @@ def test_bad_engine_setting_is_a_clear_error(moto_s3, name, value):
     assert name in done.stdout, done.stdout
 
 
-# The child serves one object from a keep-alive HTTP/1.1 server of its own,
-# reads it, and reports SO_RCVBUF of its client connections (kept open in
-# libcurl's connection cache).
-_RCVBUF_CHILD = textwrap.dedent(r"""
-    import json, os, socket, sys, threading
+# Children that talk to a keep-alive HTTP/1.1 server of their own, started
+# by this prelude: every GET gets 100 bytes of "y" after HOLD seconds, and
+# `most` records how many requests it held at once.  The environment points
+# s3dlio at it.
+_SERVER_PRELUDE = textwrap.dedent(r"""
+    import json, os, socket, sys, threading, time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    HOLD = float(os.environ.get("TEST_HOLD_SECONDS", "0"))
+    lock = threading.Lock()
+    now = [0]
+    most = [0]
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         def do_GET(self):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(HOLD)
+            with lock:
+                now[0] -= 1
             self.send_response(200)
-            self.send_header("Content-Length", "1000")
+            self.send_header("Content-Length", "100")
             self.end_headers()
-            self.wfile.write(b"x" * 1000)
+            self.wfile.write(b"y" * 100)
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # 16 connects at once must not overflow the backlog
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ.update(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="AKIDTEST",
                       AWS_SECRET_ACCESS_KEY="not-a-secret", AWS_REGION="us-east-1")
     import s3dlio
-    assert bytes(s3dlio.get("s3://bucket/object")) == b"x" * 1000
+""")
+
+
+def _run_with_server(child: str, env_extra: dict, *args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3DLIO_"))}
+    env.update(AWS_EC2_METADATA_DISABLED="true", **env_extra)
+    done = subprocess.run([sys.executable, "-c", _SERVER_PRELUDE + child, *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# Reads one object and reports SO_RCVBUF of the client connections (kept
+# open in libcurl's connection cache).
+_RCVBUF_CHILD = textwrap.dedent(r"""
+    assert bytes(s3dlio.get("s3://bucket/object")) == b"y" * 100
     sizes = []
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -124,19 +155,13 @@ _RCVBUF_CHILD = textwrap.dedent(r"""
         finally:
             s.close()
     server.shutdown()
-    print(json.dumps(sizes))
+    print(json.dumps({"sizes": sizes}))
 """)
 
 
 def _rcvbufs(setting):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3DLIO_"))}
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    if setting is not None:
-        env["S3DLIO_SOCKET_RCVBUF"] = setting
-    done = subprocess.run([sys.executable, "-c", _RCVBUF_CHILD], env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    sizes = json.loads(done.stdout.strip().splitlines()[-1])
+    env = {} if setting is None else {"S3DLIO_SOCKET_RCVBUF": setting}
+    sizes = _run_with_server(_RCVBUF_CHILD, env)["sizes"]
     assert sizes, "no connection to the server found"
     return set(sizes)
 
@@ -162,43 +187,9 @@ def test_socket_receive_buffer_zero_leaves_autotuning():
         assert _rcvbufs("0") == {int(f.read().split()[1])}
 
 
-# The child serves slow objects (each request held 0.3 s) from a keep-alive
-# server of its own that records how many requests it held at once, and runs
-# one scenario of concurrent calls against it.
+# Runs one scenario of concurrent calls against the server holding each
+# request 0.3 s, and reports the most requests it held at once.
 _CONCURRENCY_CHILD = textwrap.dedent(r"""
-    import json, os, sys, threading, time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    lock = threading.Lock()
-    now = [0]
-    most = [0]
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        def do_GET(self):
-            with lock:
-                now[0] += 1
-                most[0] = max(most[0], now[0])
-            time.sleep(0.3)
-            with lock:
-                now[0] -= 1
-            self.send_response(200)
-            self.send_header("Content-Length", "100")
-            self.end_headers()
-            self.wfile.write(b"y" * 100)
-        def log_message(self, *args):
-            pass
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 128  # 16 connects at once must not overflow the backlog
-        daemon_threads = True
-
-    server = Server(("127.0.0.1", 0), Handler)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    os.environ.update(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="AKIDTEST",
-                      AWS_SECRET_ACCESS_KEY="not-a-secret", AWS_REGION="us-east-1")
-    import s3dlio
     scenario, threads, per_call = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     def call(t):
         uris = [f"s3://bucket/t{t}-{i}" for i in range(per_call)]
@@ -219,12 +210,9 @@ _CONCURRENCY_CHILD = textwrap.dedent(r"""
 
 
 def _most_at_once(env_extra: dict, scenario: str, threads: int, per_call: int) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3DLIO_"))}
-    env.update(AWS_EC2_METADATA_DISABLED="true", **env_extra)
-    done = subprocess.run([sys.executable, "-c", _CONCURRENCY_CHILD, scenario, str(threads),
-                           str(per_call)], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])["most"]
+    env = dict(env_extra, TEST_HOLD_SECONDS="0.3")
+    return _run_with_server(_CONCURRENCY_CHILD, env, scenario, str(threads),
+                            str(per_call))["most"]
 
 
 def test_engine_wide_cap_holds_with_more_lanes_than_it():
