@@ -27,11 +27,36 @@ static const EVP_MD *sha256(void)
     return sha256_md ? sha256_md : EVP_sha256();
 }
 
+/* One digest context per thread, reused: EVP_Digest and EVP_MD_CTX_new
+ * allocate a context and the provider's state for every call, five
+ * allocations per signed request.  Freed when the thread exits. */
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_key_once = PTHREAD_ONCE_INIT;
+
+static void free_thread_ctx(void *ctx) { EVP_MD_CTX_free(ctx); }
+static void make_ctx_key(void) { pthread_key_create(&ctx_key, free_thread_ctx); }
+
+static EVP_MD_CTX *thread_ctx(void)
+{
+    pthread_once(&ctx_key_once, make_ctx_key);
+    EVP_MD_CTX *ctx = pthread_getspecific(ctx_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (ctx && pthread_setspecific(ctx_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+    return ctx;
+}
+
 int crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_LEN])
 {
+    EVP_MD_CTX *ctx = thread_ctx();
     unsigned int out_len = 0;
-    if (EVP_Digest(data, len, out, &out_len, sha256(), NULL) != 1 ||
-        out_len != CRYPTO_SHA256_LEN)
+    if (!ctx || EVP_DigestInit_ex2(ctx, sha256(), NULL) != 1 ||
+        (len && EVP_DigestUpdate(ctx, data, len) != 1) ||
+        EVP_DigestFinal_ex(ctx, out, &out_len) != 1 || out_len != CRYPTO_SHA256_LEN)
         return -1;
     return 0;
 }
@@ -66,13 +91,12 @@ int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t
     } else if (key_len) {
         memcpy(key_block, key, key_len);
     }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *ctx = thread_ctx();
     uint8_t inner[CRYPTO_SHA256_LEN];
     int rc = -1;
     if (ctx && digest_padded(ctx, key_block, 0x36, data, len, inner) == 0 &&
         digest_padded(ctx, key_block, 0x5c, inner, sizeof(inner), out) == 0)
         rc = 0;
-    EVP_MD_CTX_free(ctx);
     OPENSSL_cleanse(key_block, sizeof(key_block));
     OPENSSL_cleanse(inner, sizeof(inner));
     return rc;

@@ -68,7 +68,7 @@ int main(void)
     CHECK(aligned_buf_cached_bytes() + (2u << 20) > limit);
     aligned_buf_cache_trim();
     CHECK(aligned_buf_cached_bytes() + (2u << 20) > limit);
-    struct timespec pause = {0, 2000000};
+    struct timespec pause = {0, 30000000}; /* beyond the coarse clock's tick */
     nanosleep(&pause, NULL);
     aligned_buf_cache_release_idle(1000000);
     CHECK(aligned_buf_cached_bytes() == 0);
