@@ -20,11 +20,12 @@ import math
 import struct
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT_NAME = "s3dlio.checkpoint"
 FORMAT_VERSION = "1"
@@ -153,7 +154,11 @@ class _Flattener:
         torch = torch_module()
         if torch is not None and isinstance(value, torch.Tensor):
             return self._torch(value, path)
-        if isinstance(value, (np.ndarray, np.generic)):
+        # A value can be a numpy array only once numpy is imported, which
+        # `import s3dlio` does not do (it costs 50 ms and a spin of BLAS threads).
+        numpy_module = sys.modules.get("numpy")
+        if numpy_module is not None and isinstance(value, (numpy_module.ndarray,
+                                                           numpy_module.generic)):
             return self._numpy(value, path)
         if value is None:
             return {"t": "none"}
@@ -212,6 +217,7 @@ class _Flattener:
         return {"t": "torch", "b": name, "dtype": dtype, "shape": shape}
 
     def _numpy(self, value: Any, path: list[str]) -> dict:
+        import numpy as np
         scalar = isinstance(value, np.generic)
         array = np.asarray(value)
         if array.dtype.kind not in _NP_KINDS:
@@ -409,6 +415,7 @@ def check_tree(header: Header, uri: str) -> None:
 
 def numpy_dtype(node: dict, uri: str) -> np.dtype:
     """The array's dtype from an untrusted string: only plain kinds."""
+    import numpy as np
     try:
         dtype = np.dtype(node.get("dtype"))  # type: ignore[arg-type]
     except (TypeError, ValueError):

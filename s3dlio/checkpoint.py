@@ -16,8 +16,6 @@ import os
 import time
 from typing import Any, Callable, Iterable, Optional, Union
 
-import numpy as np
-
 from . import _ckpt_format as fmt
 from . import _engine, _local, api
 from ._native import ffi, lib
@@ -43,6 +41,7 @@ MapLocation = Union[None, str, Any]  # None, "cpu", "cuda:0", a torch.device
 
 def _flat_bytes(array: Any) -> memoryview:
     """A flat byte view of a contiguous array's memory (no copy)."""
+    import numpy as np  # on first use: `import s3dlio` stays free of numpy
     return memoryview(array.reshape(-1).view(np.uint8))
 
 
@@ -59,6 +58,7 @@ def _leaf_bytes(leaf: fmt.Leaf) -> memoryview:
     if leaf.kind == "bytes":
         return memoryview(leaf.obj).cast("B")
     if leaf.kind == "numpy":
+        import numpy as np
         array = np.asarray(leaf.obj)
         if array.dtype.byteorder == ">":  # the format is little-endian
             array = array.astype(array.dtype.newbyteorder("<"))
@@ -207,6 +207,7 @@ def _allocate(entry: fmt.BlobEntry, node: Optional[dict], uri: str) -> tuple[Any
             assert node is not None
             dtype = fmt.numpy_dtype(node, uri)
             stored = dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+            import numpy as np
             array = np.empty(node["shape"], dtype=stored)
             return array, _flat_bytes(array)
         buffer = bytearray(entry.raw_size)
@@ -223,6 +224,7 @@ def _finish(target: _Target) -> Any:
     if node is None:
         return value
     if node["t"] in ("numpy", "npscalar"):
+        import numpy as np
         dtype = np.dtype(node["dtype"])
         if dtype != value.dtype:  # stored little-endian, given back as saved
             value = value.astype(dtype)

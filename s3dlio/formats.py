@@ -15,15 +15,16 @@ import types
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
-
-import numpy as np
-from numpy.lib.format import descr_to_dtype
+from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 from ._native import ffi, lib
 from .api import get, get_range, put
 from .errors import InvalidArgumentError, StorageIOError
 from .reader import PositionedReader
+
+if TYPE_CHECKING:  # imported on first use: `import s3dlio` stays free of numpy
+    import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 IndexEntry = Dict[str, int]
@@ -87,6 +88,7 @@ def _parse_npy_header(buf: memoryview, uri: str,
     if (not isinstance(shape, tuple) or not isinstance(fortran, bool)
             or not all(type(n) is int and n >= 0 for n in shape)):
         raise _bad_array(uri, "bad shape or fortran_order", member)
+    from numpy.lib.format import descr_to_dtype
     try:
         dtype = descr_to_dtype(header["descr"])
     except (TypeError, ValueError) as exc:
@@ -101,6 +103,7 @@ def _parse_npy_header(buf: memoryview, uri: str,
 def _array_from_npy(buf: memoryview, uri: str, member: Optional[str] = None) -> np.ndarray:
     """The array stored in ``buf`` (a whole .npy), sharing ``buf``'s memory
     when the data is aligned for its dtype, else copied once."""
+    import numpy as np
     dtype, shape, fortran, offset = _parse_npy_header(buf, uri, member)
     count = 1
     for n in shape:

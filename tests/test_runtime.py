@@ -120,3 +120,17 @@ def test_cancelled_get_into_async_stops_writing_before_returning(tmp_path):
         return buf.count(b"\xaa") == len(buf)
 
     assert asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_import_leaves_numpy_unloaded():
+    # numpy costs about 50 ms and a spin of its BLAS threads at import: a
+    # process that never touches arrays (the CLI, a spawned worker) skips it.
+    import subprocess
+    import sys
+    script = ("import sys, s3dlio\n"
+              "assert 'numpy' not in sys.modules, 'import s3dlio loaded numpy'\n"
+              "import numpy as np\n"
+              "assert s3dlio.read_npy is not None and np.zeros(1).shape == (1,)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
