@@ -97,6 +97,10 @@ int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t
     if (ctx && digest_padded(ctx, key_block, 0x36, data, len, inner) == 0 &&
         digest_padded(ctx, key_block, 0x5c, inner, sizeof(inner), out) == 0)
         rc = 0;
+    /* The kept context's state now holds the MAC (a derived signing key,
+     * for the key chain): start it afresh so none stays behind. */
+    if (ctx)
+        EVP_DigestInit_ex2(ctx, sha256(), NULL);
     OPENSSL_cleanse(key_block, sizeof(key_block));
     OPENSSL_cleanse(inner, sizeof(inner));
     return rc;
