@@ -1,11 +1,11 @@
 /* See aligned_buf.h. */
 #define _GNU_SOURCE
 #include "aligned_buf.h"
+#include "sysinfo.h"
 
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -27,10 +27,10 @@
  * and a 256 MiB get() faulted in 65,536 pages every time.
  *
  * The cache must hold a whole batch to help a batch-after-batch loop, so
- * it is bounded by memory, not by count: at most 1/16 of physical memory
- * and 1 GiB.  Like jemalloc's dirty-page decay, what lies unused for
- * CACHE_DECAY_NS goes back to the system (aligned_buf_cache_trim, which
- * the engine thread calls at least once a second, and every free). */
+ * it is bounded by memory, not by count (cache_setup).  Like jemalloc's
+ * dirty-page decay, what lies unused for CACHE_DECAY_NS goes back to the
+ * system (aligned_buf_cache_trim, which the engine thread calls at least
+ * once a second, and every free). */
 #define CACHE_MIN_BYTES ((size_t)64 * 1024)
 #define CACHE_CLASSES 57 /* 64 KiB .. 1 GiB */
 /* Buffers this large are 2 MiB-aligned, for transparent huge pages. */
@@ -104,28 +104,6 @@ static void cache_lock(void) { pthread_mutex_lock(&cache.lock); }
 static void cache_unlock(void) { pthread_mutex_unlock(&cache.lock); }
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
-/* The memory this process may use: physical memory, or its cgroup's limit
- * when that is lower (a container on a large host). */
-static size_t usable_memory(void)
-{
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    size_t memory = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
-    static const char *const limits[] = {"/sys/fs/cgroup/memory.max",
-                                         "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
-    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
-        FILE *f = fopen(limits[i], "re");
-        if (!f)
-            continue;
-        unsigned long long limit = 0;
-        int got = fscanf(f, "%llu", &limit); /* "max" (no limit) does not parse */
-        fclose(f);
-        if (got == 1 && limit > 0 && (memory == 0 || limit < memory))
-            memory = (size_t)limit;
-        break;
-    }
-    return memory;
-}
-
 static void cache_setup(void)
 {
     pthread_atfork(cache_lock, cache_unlock, cache_unlock);
@@ -139,7 +117,7 @@ static void cache_setup(void)
         cache.limit = wanted > CACHE_CEILING_BYTES * 64 ? CACHE_CEILING_BYTES * 64 : (size_t)wanted;
         return;
     }
-    size_t share = usable_memory() / 16;
+    size_t share = sysinfo_usable_memory() / 16;
     size_t limit = share < CACHE_FLOOR_BYTES ? CACHE_FLOOR_BYTES : share;
     cache.limit = limit > CACHE_CEILING_BYTES ? CACHE_CEILING_BYTES : limit;
 }
@@ -193,7 +171,6 @@ static int cache_push(int index, void *p)
 {
     struct cached_buf *c = p;
     int64_t now = now_ns();
-    struct cached_buf *expired = NULL;
     int kept = 0;
     cache_lock();
     if (c->cookie == cookie_of(c)) {
@@ -206,12 +183,7 @@ static int cache_push(int index, void *p)
         cache.bytes += class_size(index);
         kept = 1;
     }
-    if (now - cache.last_trim_ns >= TRIM_INTERVAL_NS) {
-        __atomic_store_n(&cache.last_trim_ns, now, __ATOMIC_RELAXED);
-        expired = cache_take_older(now - CACHE_DECAY_NS);
-    }
     cache_unlock();
-    free_chain(expired);
     return kept;
 }
 
@@ -255,7 +227,7 @@ void *aligned_buf_alloc(size_t alignment, size_t size, int huge_pages)
         alignment = PAGE_SIZE_BYTES;
     }
     int huge = huge_pages && size >= HUGE_PATH_BYTES;
-    if ((huge || index >= 0) && size >= HUGE_PATH_BYTES) {
+    if (huge || (index >= 0 && size >= HUGE_PATH_BYTES)) {
         /* 2 MiB-aligned, so the buffer can take transparent huge pages
          * now or when recycled for a read that asks for them. */
         alignment = HUGE_PAGE_SIZE;
@@ -276,8 +248,10 @@ void aligned_buf_free(void *p)
         pthread_once(&cache_once, cache_setup);
         size_t usable = malloc_usable_size(p);
         int index = usable >= CACHE_MIN_BYTES ? class_floor(usable) : -1;
-        if (index >= 0 && class_size(index) <= cache.limit && cache_push(index, p))
+        if (index >= 0 && class_size(index) <= cache.limit && cache_push(index, p)) {
+            aligned_buf_cache_trim();
             return;
+        }
     }
     free(p);
 }

@@ -12,7 +12,7 @@
 
 /* Returns `size` bytes (at least 1) aligned to `alignment` (a power of two
  * >= sizeof(void*)), or NULL.  With `huge_pages`, a large buffer asks for
- * transparent huge pages.  Buffers of 64 KiB to 7 MiB come from a bounded
+ * transparent huge pages.  Buffers of 64 KiB to 1 GiB come from a bounded
  * cache of freed ones when it has one of their size class.  Release with
  * aligned_buf_free() (free() is also correct, but does not recycle). */
 void *aligned_buf_alloc(size_t alignment, size_t size, int huge_pages);
@@ -32,8 +32,9 @@ void aligned_buf_cache_release_idle(int64_t idle_ns);
 /* Frees every cached buffer (tests, and leak checkers at exit). */
 void aligned_buf_cache_drain(void);
 
-/* Bytes held by the cache now, and the most it may hold: 1/16 of physical
- * memory, at least 32 MiB and at most 1 GiB (0 when the cache is off). */
+/* Bytes held by the cache now, and the most it may hold: 1/16 of usable
+ * memory (the cgroup limit when lower), at least 32 MiB and at most 1 GiB,
+ * or S3DLIO_BUFFER_CACHE_MAX bytes (0 when the cache is off). */
 size_t aligned_buf_cached_bytes(void);
 size_t aligned_buf_cache_limit(void);
 

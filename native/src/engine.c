@@ -2,8 +2,8 @@
  * and routes them -- local ones to the file pool (file_pool.c), HTTP ones to
  * the HTTP lanes (libcurl multi handles, http.c; the engine thread drives
  * lane 0 itself), each within its batch's max_in_flight -- and the
- * completion side (condition variables, notify tags and the eventfd).  See s3dlio.h for the contract and
- * docs/architecture.md for the design. */
+ * completion side (condition variables, notify tags and the eventfd).  See
+ * s3dlio.h for the contract and docs/architecture.md for the design. */
 #define _GNU_SOURCE
 #include "engine.h"
 
@@ -19,6 +19,7 @@
 #include "aligned_buf.h"
 #include "file_io.h"
 #include "log.h"
+#include "sysinfo.h"
 
 /* ---- fork registry ---------------------------------------------------- */
 
@@ -200,7 +201,7 @@ static struct s3dl_client *client_of(struct s3dl_batch *b)
 
 /* Read without the lifecycle lock, which start_locked holds while it may
  * have to stop lanes it started. */
-static int engine_stopping(s3dl_engine *e) { return atomic_load(&e->stop_flag); }
+static int engine_stopping(s3dl_engine *e) { return atomic_load(&e->stopping); }
 
 static void complete_http_item(s3dl_engine *e, struct s3dl_item *item)
 {
@@ -351,40 +352,34 @@ static int poll_timeout_ms(struct http_lane *lane, int64_t now)
     return ms > 1000 ? 1000 : (int)ms;
 }
 
-/* Appends to the lane's active shares (oldest first, as on the file pool). */
-static void append_share(struct http_lane *lane, struct batch_share **list,
-                         struct batch_share *sh)
+/* Appends a chain of shares to `list` (oldest first, as on the file pool). */
+static void append_shares(struct batch_share **list, struct batch_share *chain)
 {
-    sh->next_active = NULL;
     while (*list)
         list = &(*list)->next_active;
-    *list = sh;
-    lane->unstarted += sh->count;
+    *list = chain;
 }
 
-/* Moves shares the engine thread handed over into the active list. */
+/* Makes a chain of shares the lane's own: active, and counted as unstarted. */
+static void adopt_shares(struct http_lane *lane, struct batch_share *chain)
+{
+    for (struct batch_share *sh = chain; sh; sh = sh->next_active)
+        lane->unstarted += sh->count;
+    append_shares(&lane->shares, chain);
+}
+
+/* Takes the shares the engine thread handed over. */
 static void take_inbox(struct http_lane *lane)
 {
     pthread_mutex_lock(&lane->inbox_mutex);
     struct batch_share *in = lane->inbox;
     lane->inbox = NULL;
     pthread_mutex_unlock(&lane->inbox_mutex);
-    struct batch_share *oldest_first = NULL;
-    while (in) { /* the inbox is newest first */
-        struct batch_share *next = in->next_active;
-        in->next_active = oldest_first;
-        oldest_first = in;
-        in = next;
-    }
-    while (oldest_first) {
-        struct batch_share *next = oldest_first->next_active;
-        append_share(lane, &lane->shares, oldest_first);
-        oldest_first = next;
-    }
+    adopt_shares(lane, in);
 }
 
 /* Single-item batches stay on lane 0 while it has fewer than this many
- * items in flight. */
+ * items in flight or waiting to start (or fewer than its cap, if lower). */
 #define LANE0_SINGLE_ITEMS_MAX 4
 
 /* Deals an HTTP batch out to the lanes.  A batch of one item, or one
@@ -429,11 +424,10 @@ static void route_http_batch(s3dl_engine *e, struct s3dl_batch *b)
         sh->max_in_flight = limit / lanes + (k < limit % lanes ? 1 : 0);
         struct http_lane *lane = &e->lanes[(first_lane + k) % all];
         if (lane->index == 0) {
-            append_share(lane, &lane->shares, sh); /* this thread's own lane */
+            adopt_shares(lane, sh); /* this thread's own lane */
         } else {
             pthread_mutex_lock(&lane->inbox_mutex);
-            sh->next_active = lane->inbox;
-            lane->inbox = sh; /* take_inbox restores the order */
+            append_shares(&lane->inbox, sh);
             pthread_mutex_unlock(&lane->inbox_mutex);
             http_wake(&lane->http);
         }
@@ -656,16 +650,10 @@ static void free_lanes(s3dl_engine *e)
  * it to the kernel there. */
 static int socket_rcvbuf_auto(void)
 {
-    const int wanted = 4 << 20, least = 1 << 20;
-    long max = 0;
-    FILE *f = fopen("/proc/sys/net/core/rmem_max", "re");
-    if (f) {
-        if (fscanf(f, "%ld", &max) != 1)
-            max = 0;
-        fclose(f);
-    }
+    const size_t wanted = 4 << 20, least = 1 << 20;
+    size_t max = sysinfo_rmem_max();
     if (max >= wanted)
-        return wanted;
+        return (int)wanted;
     return max >= least ? (int)max : 0;
 }
 
@@ -716,8 +704,7 @@ static s3dl_status start_locked(s3dl_engine *e)
     };
     if (file_pool_start(&e->pool, &config, &e->counters, on_batch_done, e) != 0)
         goto fail_lanes;
-    e->stopping = 0;
-    atomic_store(&e->stop_flag, 0);
+    atomic_store(&e->stopping, 0);
     atomic_store(&e->router_done, 0);
     for (int i = 1; i < e->lane_count; i++) {
         struct http_lane *lane = &e->lanes[i];
@@ -733,7 +720,7 @@ static s3dl_status start_locked(s3dl_engine *e)
              e->pool.thread_count, e->lane_count, (int)e->owner_pid);
     return S3DL_OK;
 fail_threads:
-    atomic_store(&e->stop_flag, 1); /* lanes with no shares exit at once */
+    atomic_store(&e->stopping, 1); /* lanes with no shares exit at once */
     atomic_store(&e->router_done, 1);
     for (int i = 1; i < e->lane_count; i++) {
         if (e->lanes[i].thread_started) {
@@ -741,7 +728,7 @@ fail_threads:
             pthread_join(e->lanes[i].thread, NULL);
         }
     }
-    atomic_store(&e->stop_flag, 0);
+    atomic_store(&e->stopping, 0);
     file_pool_stop(&e->pool);
 fail_lanes:
     free_lanes(e);
@@ -775,7 +762,7 @@ s3dl_status engine_ensure_running(s3dl_engine *e)
             st = S3DL_E_IO;
     }
     if (st == S3DL_OK && !e->started) {
-        if (e->stopping)
+        if (engine_stopping(e))
             st = S3DL_E_STATE;
         else
             st = start_locked(e);
@@ -791,8 +778,7 @@ void s3dl_engine_free(s3dl_engine *e)
     registry_remove(e);
     pthread_mutex_lock(&e->lifecycle_mutex);
     int running = e->started && e->owner_pid == getpid();
-    e->stopping = 1;
-    atomic_store(&e->stop_flag, 1);
+    atomic_store(&e->stopping, 1);
     pthread_mutex_unlock(&e->lifecycle_mutex);
     if (running) {
         stop_threads(e);

@@ -51,8 +51,7 @@ struct http_lane {
 struct s3dl_engine {
     pthread_mutex_t lifecycle_mutex; /* start, stop, rebuild after fork */
     int started;
-    int stopping;
-    atomic_int stop_flag;            /* stopping, for the lanes' lock-free reads */
+    atomic_int stopping;             /* set under lifecycle_mutex; lanes read it without */
     atomic_int router_done;          /* the engine thread routes no more batches */
     pid_t owner_pid;                 /* process whose threads and fds these are */
     struct engine_options options;
