@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 STAMP := $(VENV)/.s3dlio-installed
 
-.PHONY: all setup demo test test-c test-c-asan test-py bench bench-s3 bench-cloud bench-writers bench-checkpoint bench-dataloader clean
+.PHONY: all setup demo test test-c test-c-asan test-py bench bench-s3 bench-s3-calls bench-cloud bench-writers bench-checkpoint bench-dataloader clean
 
 all: setup
 
@@ -50,6 +50,10 @@ bench: setup
 # S3 against its peers on a loopback nginx (installs the peers in their own venvs).
 bench-s3: setup
 	$(PY) bench/s3.py
+
+# import cost, single get() loops and first-call get_many, in fresh processes.
+bench-s3-calls: setup
+	$(PY) bench/s3_calls.py
 
 # gs:// and az:// against the official SDKs on loopback fake-gcs-server and Azurite.
 bench-cloud: setup
