@@ -293,6 +293,13 @@ int main(void)
     CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_DIRECT_ALIGNMENT, 3000),
                  S3DL_E_INVALID_ARGUMENT);
     CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_IO_THREADS, 3), S3DL_OK);
+    CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_HTTP_THREADS, 0), S3DL_E_INVALID_ARGUMENT);
+    CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_HTTP_THREADS, 9), S3DL_E_INVALID_ARGUMENT);
+    CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_HTTP_THREADS, 2), S3DL_OK);
+    CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_SOCKET_RCVBUF, -2), S3DL_E_INVALID_ARGUMENT);
+    CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_SOCKET_RCVBUF, (1 << 30) + 1),
+                 S3DL_E_INVALID_ARGUMENT);
+    CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_SOCKET_RCVBUF, 0), S3DL_OK);
 
     size_t sizes[] = {0,     1,     511, 4095, 4096, 4097, 65536 + 17, 3 * 1024 * 1024 + 5,
                       ((size_t)40 << 20) + 123 /* split across workers */};
@@ -302,6 +309,17 @@ int main(void)
         test_round_trip(S3DL_F_DIRECT | S3DL_F_FSYNC, sizes[i]);
     }
     CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_IO_THREADS, 2), S3DL_E_STATE);
+    CHECK_EQ_INT(s3dl_engine_setopt(engine, S3DL_ENGINE_HTTP_THREADS, 3), S3DL_E_STATE);
+    /* The buffer-cache counter reports the process-wide cache (off in
+     * sanitizer builds): a freed 1 MiB result shows in it. */
+    void *result = s3dl_alloc(1u << 20);
+    uint64_t cached = s3dl_engine_counter(engine, S3DL_COUNTER_BUFFER_CACHE_BYTES);
+    s3dl_free(result);
+#ifdef S3DL_NO_BUFFER_CACHE
+    CHECK(cached == 0 && s3dl_engine_counter(engine, S3DL_COUNTER_BUFFER_CACHE_BYTES) == 0);
+#else
+    CHECK(s3dl_engine_counter(engine, S3DL_COUNTER_BUFFER_CACHE_BYTES) >= cached + (1u << 20));
+#endif
     test_errors();
     test_many_and_notify();
     test_cancel();
