@@ -54,6 +54,16 @@ def _parse_int(name: str, value: str) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _check_buffer_cache_setting() -> None:
+    """S3DLIO_BUFFER_CACHE_MAX is read by the native buffer cache itself,
+    which has no way to report a bad value; refuse one here instead of
+    letting it fall back to the default unseen."""
+    value = os.environ.get("S3DLIO_BUFFER_CACHE_MAX")
+    if value and not value.isdigit():
+        raise ValueError("S3DLIO_BUFFER_CACHE_MAX must be a whole number of bytes "
+                         f"(0 turns the cache off), got {value!r}")
+
+
 _engine_lock = threading.Lock()
 _engine: Any = None
 
@@ -65,6 +75,7 @@ def engine() -> Any:
     if _engine is None:
         with _engine_lock:
             if _engine is None:
+                _check_buffer_cache_setting()
                 out = ffi.new("s3dl_engine **")
                 check(lib.s3dl_engine_new(out), "cannot create the s3dlio engine")
                 for env, option in _ENV_OPTIONS.items():

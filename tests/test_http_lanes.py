@@ -70,7 +70,8 @@ def test_batches_over_any_number_of_lanes_round_trip(moto_s3, lanes):
 
 @pytest.mark.parametrize("name,value", [("S3DLIO_HTTP_THREADS", "0"), ("S3DLIO_HTTP_THREADS", "9"),
                                         ("S3DLIO_HTTP_THREADS", "two"),
-                                        ("S3DLIO_SOCKET_RCVBUF", "-2")])
+                                        ("S3DLIO_SOCKET_RCVBUF", "-2"),
+                                        ("S3DLIO_BUFFER_CACHE_MAX", "1GiB")])
 def test_bad_engine_setting_is_a_clear_error(moto_s3, name, value):
     script = ("import s3dlio\n"
               "try:\n    s3dlio.get('s3://nowhere/x')\n"
